@@ -1,0 +1,80 @@
+// buildApp: the whole HTTP application as a plugin tree, in order: core plugins, the contract
+// (OpenAPI), cross-cutting HTTP concerns (auth, rate limits, idempotency), then the modules.
+import { randomUUID } from 'node:crypto';
+import rateLimit from '@fastify/rate-limit';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Deps } from './deps.ts';
+import { graphqlPlugin } from './graphql/plugin.ts';
+import { authPlugin } from './http/auth.ts';
+import { idempotencyPlugin } from './http/idempotency.ts';
+import { openapiPlugin } from './http/openapi.ts';
+import { problemPlugin } from './http/problem.ts';
+import type { App } from './http/types.ts';
+import { validatorCompiler } from './http/validation.ts';
+import { jobs } from './jobs/index.ts';
+import { customerRoutes } from './modules/customers/customers.routes.ts';
+import { eventRoutes } from './modules/events/events.routes.ts';
+import { importRoutes } from './modules/imports/imports.routes.ts';
+import { workspaceRoutes } from './modules/workspaces/workspaces.routes.ts';
+import { opsRoutes } from './ops/ops.routes.ts';
+
+export interface BuildOptions {
+  deps: Deps;
+  rootToken: string;
+  /** Whether pg-boss has started, for /readyz. */
+  queueReady: () => boolean;
+  logger?: boolean;
+}
+
+export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+
+export async function buildApp({ deps, rootToken, queueReady, logger = true }: BuildOptions): Promise<FastifyInstance> {
+  const { config } = deps;
+  const app = Fastify({
+    logger: logger && {
+      level: config.logLevel,
+      redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'], censor: '[redacted]' },
+    },
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+    },
+    requestIdHeader: false,
+    bodyLimit: DEFAULT_BODY_LIMIT,
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler());
+  app.addHook('onSend', async (request, reply, payload) => {
+    reply.header('x-request-id', request.id);
+    return payload;
+  });
+
+  await app.register(problemPlugin);
+  await app.register(openapiPlugin);
+  await app.register(authPlugin, { database: deps.database, rootToken, now: () => deps.clock.now() });
+  await app.register(rateLimit, {
+    global: true,
+    hook: 'preHandler',
+    max: config.rateLimit,
+    timeWindow: 60_000,
+    keyGenerator: (request) => (request.principal?.kind === 'key' ? `key:${request.principal.keyId}` : `ip:${request.ip}`),
+    errorResponseBuilder: (_request, context) =>
+      Object.assign(new Error(`Rate limit of ${context.max} requests per minute exceeded; retry in ${Math.ceil(context.ttl / 1000)} s`), { statusCode: 429 }),
+  });
+  await app.register(idempotencyPlugin, { deps });
+
+  await app.register(opsRoutes, { database: deps.database, boss: deps.boss, queues: jobs.map((j) => j.name), queueReady });
+  if (config.role !== 'worker') {
+    await app.register(async (scope) => {
+      await workspaceRoutes(scope as unknown as App, deps);
+      await customerRoutes(scope as unknown as App, deps);
+      await eventRoutes(scope as unknown as App, deps);
+      await importRoutes(scope as unknown as App, deps);
+    });
+    await app.register(graphqlPlugin, { deps, graphiql: config.env !== 'production' });
+  }
+  return app;
+}

@@ -1,0 +1,4 @@
+export * from './workspaces.ts';
+export * from './customers.ts';
+export * from './events.ts';
+export * from './imports.ts';

@@ -1,0 +1,21 @@
+// What services are given: the database, the queue, the clock and the settings. Tests pass
+// their own clock; nothing in a service reaches for a global.
+import type { PgBoss } from 'pg-boss';
+import type { Config } from './config.ts';
+import type { Database, Db } from './db/client.ts';
+import type { EventHooks } from './modules/events/events.hooks.ts';
+
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+export interface Deps {
+  database: Database;
+  db: Db;
+  boss: PgBoss;
+  clock: Clock;
+  config: Config;
+  eventHooks: EventHooks;
+}

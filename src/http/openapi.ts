@@ -1,0 +1,54 @@
+// The OpenAPI 3.1 document, generated from the routes' TypeBox schemas. Entity schemas with an
+// $id become named components; `npm run openapi` writes the document to openapi/openapi.json.
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import type { TSchema } from 'typebox';
+import { Problem } from './problem.ts';
+import { ApiKey, CreatedApiKey, Workspace } from '../modules/workspaces/workspaces.schemas.ts';
+import { Consent, Customer, CustomerDetail, PushSubscription } from '../modules/customers/customers.schemas.ts';
+import { Event, IngestResult } from '../modules/events/events.schemas.ts';
+import { Import } from '../modules/imports/imports.schemas.ts';
+
+/** Every schema that routes refer to by name. */
+export const componentSchemas: TSchema[] = [Problem, ApiKey, CreatedApiKey, Workspace, Customer, CustomerDetail, Consent, PushSubscription, IngestResult, Event, Import];
+
+export const API_VERSION = '0.1.0';
+
+const TAGS = [
+  { name: 'workspaces', description: 'Tenants and their API keys (root token)' },
+  { name: 'customers', description: 'Customer profiles, consents, push subscriptions and bulk imports' },
+  { name: 'events', description: 'What customers did' },
+  { name: 'operations', description: 'Health, readiness, metrics' },
+];
+
+export const openapiPlugin = fp(
+  async (app: FastifyInstance) => {
+    for (const schema of componentSchemas) app.addSchema(schema);
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: {
+          title: 'Herald API',
+          version: API_VERSION,
+          description: 'Headless customer engagement: customers, events, segments, templates, actions and flows. Errors are RFC 9457 problem+json.',
+        },
+        components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A workspace API key, or the root token for workspace administration' } } },
+        security: [{ bearer: [] }],
+        tags: TAGS,
+      },
+      refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+      transform: ({ schema, url, route }) => {
+        const access = (route.config as { access?: string } | undefined)?.access;
+        const out = { ...(schema as object) } as Record<string, unknown>;
+        if (!access || access === 'public') out.security = [];
+        if (!schema || url.startsWith('/docs') || url === '/openapi.json') out.hide = true;
+        return { schema: out as never, url };
+      },
+    });
+    await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
+    app.get('/openapi.json', { schema: { hide: true }, config: { access: 'public', rateLimit: false } }, async () => app.swagger());
+  },
+  { name: 'herald-openapi' },
+);

@@ -1,0 +1,72 @@
+import { randomBytes } from 'node:crypto';
+import { and, asc, eq, isNull } from 'drizzle-orm';
+import type { Db } from '../../db/client.ts';
+import { apiKeys, workspaces } from '../../db/schema/index.ts';
+import type { Deps } from '../../deps.ts';
+import { invalid, notFound } from '../../http/errors.ts';
+import { hashToken } from '../../http/auth.ts';
+import { isTimeZone } from '../../http/schemas.ts';
+import { newId } from '../../ids.ts';
+import type { ApiKey, CreateApiKeyBody, CreatedApiKey, CreateWorkspaceBody, Workspace } from './workspaces.schemas.ts';
+
+export const KEY_REVOKED_CHANNEL = 'herald_api_key_revoked';
+
+type KeyRow = typeof apiKeys.$inferSelect;
+const toApiKey = (k: KeyRow): ApiKey => ({
+  id: k.id,
+  name: k.name,
+  prefix: k.prefix,
+  scopes: k.scopes as ApiKey['scopes'],
+  createdAt: k.createdAt.toISOString(),
+  expiresAt: k.expiresAt?.toISOString() ?? null,
+  revokedAt: k.revokedAt?.toISOString() ?? null,
+});
+
+export async function createWorkspace(deps: Pick<Deps, 'db'>, body: CreateWorkspaceBody): Promise<Workspace> {
+  const timeZone = body.timeZone ?? 'UTC';
+  if (!isTimeZone(timeZone)) throw invalid('Unknown time zone', [{ pointer: '/timeZone', detail: `"${timeZone}" is not an IANA time zone` }]);
+  const [row] = await deps.db.insert(workspaces).values({ id: newId(), name: body.name, timeZone }).returning();
+  return { id: row!.id, name: row!.name, timeZone: row!.timeZone, createdAt: row!.createdAt.toISOString(), apiKeys: [] };
+}
+
+export async function getWorkspace(deps: Pick<Deps, 'db'>, id: string): Promise<Workspace> {
+  const row = await deps.db.query.workspaces.findFirst({ where: eq(workspaces.id, id) });
+  if (!row) throw notFound('Workspace');
+  const keys = await deps.db.select().from(apiKeys).where(eq(apiKeys.workspaceId, id)).orderBy(asc(apiKeys.id));
+  return { id: row.id, name: row.name, timeZone: row.timeZone, createdAt: row.createdAt.toISOString(), apiKeys: keys.map(toApiKey) };
+}
+
+export async function createApiKey(deps: Pick<Deps, 'db' | 'clock'>, workspaceId: string, body: CreateApiKeyBody): Promise<CreatedApiKey> {
+  const expiresAt = body.expiresAt ? new Date(body.expiresAt) : null;
+  if (expiresAt && expiresAt <= deps.clock.now()) throw invalid('The key would already be expired', [{ pointer: '/expiresAt', detail: 'must be in the future' }]);
+  const exists = await deps.db.query.workspaces.findFirst({ where: eq(workspaces.id, workspaceId), columns: { id: true } });
+  if (!exists) throw notFound('Workspace');
+  const prefix = `hk_${randomBytes(6).toString('base64url')}`;
+  const token = `${prefix}_${randomBytes(32).toString('base64url')}`;
+  const [row] = await deps.db
+    .insert(apiKeys)
+    .values({ workspaceId, id: newId(), name: body.name, prefix, tokenHash: hashToken(token), scopes: body.scopes, expiresAt })
+    .returning();
+  return { ...toApiKey(row!), revokedAt: null, token };
+}
+
+export async function revokeApiKey(deps: Pick<Deps, 'db' | 'database' | 'clock'>, workspaceId: string, keyId: string): Promise<void> {
+  const rows = await deps.db
+    .update(apiKeys)
+    .set({ revokedAt: deps.clock.now() })
+    .where(and(eq(apiKeys.workspaceId, workspaceId), eq(apiKeys.id, keyId), isNull(apiKeys.revokedAt)))
+    .returning({ id: apiKeys.id });
+  if (rows.length === 0) {
+    const [existing] = await deps.db.select({ id: apiKeys.id }).from(apiKeys).where(and(eq(apiKeys.workspaceId, workspaceId), eq(apiKeys.id, keyId)));
+    if (!existing) throw notFound('API key');
+  }
+  await deps.database.sql.notify(KEY_REVOKED_CHANNEL, keyId);
+}
+
+export async function findKeyByHash(db: Db, tokenHash: string) {
+  const [row] = await db
+    .select({ id: apiKeys.id, workspaceId: apiKeys.workspaceId, scopes: apiKeys.scopes, expiresAt: apiKeys.expiresAt })
+    .from(apiKeys)
+    .where(and(eq(apiKeys.tokenHash, tokenHash), isNull(apiKeys.revokedAt)));
+  return row;
+}

@@ -1,0 +1,66 @@
+// Everything a Herald process runs, wired together: database (embedded or given), migrations,
+// the job queue, the HTTP app and the workers. server.ts and the tests both start it here.
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../app.ts';
+import type { Config } from '../config.ts';
+import { createDatabase, type Database } from '../db/client.ts';
+import { runMigrations } from '../db/migrate.ts';
+import { systemClock, type Clock, type Deps } from '../deps.ts';
+import { jobs } from '../jobs/index.ts';
+import { createBoss, registerJobs } from '../jobs/queue.ts';
+import { EventHooks } from '../modules/events/events.hooks.ts';
+import { loadSecrets } from './data-dir-secrets.ts';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded-postgres.ts';
+
+export interface Runtime {
+  app: FastifyInstance;
+  deps: Deps;
+  rootToken: string;
+  rootTokenIsNew: boolean;
+  databaseUrl: string;
+  embedded: boolean;
+  close(): Promise<void>;
+}
+
+export interface RuntimeOptions {
+  clock?: Clock;
+  logger?: boolean;
+  /** Log lines of the boot itself (before the app's logger exists). */
+  log?: { info(m: string): void; warn(m: string): void; debug(m: string): void };
+}
+
+const quiet = { info: () => {}, warn: () => {}, debug: () => {} };
+
+export async function startRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
+  const log = options.log ?? quiet;
+  const secrets = await loadSecrets(config.dataDir, { rootToken: config.rootToken, secret: config.secret });
+  let embedded: EmbeddedDatabase | undefined;
+  const url = config.databaseUrl ?? (embedded = await startEmbeddedPostgres(config.dataDir, log)).url;
+  let database: Database | undefined;
+  try {
+    await runMigrations(url);
+    database = createDatabase(url, { max: config.dbPoolSize, applicationName: `herald-${config.role}` });
+    let queueReady = false;
+    const boss = createBoss(url, config.role, { warn: (o, m) => log.warn(`${m} ${JSON.stringify(o)}`), error: (o, m) => log.warn(`${m} ${String((o as { err?: Error }).err?.message ?? '')}`) });
+    const deps: Deps = { database, db: database.db, boss, clock: options.clock ?? systemClock, config: { ...config, secret: secrets.secret }, eventHooks: new EventHooks() };
+    await boss.start();
+    queueReady = true;
+    await registerJobs(boss, deps, config.role, jobs);
+    const app = await buildApp({ deps, rootToken: secrets.rootToken, queueReady: () => queueReady, logger: options.logger ?? true });
+    const db = database;
+    let closing: Promise<void> | undefined;
+    const close = () =>
+      (closing ??= (async () => {
+        await app.close();
+        queueReady = false;
+        await boss.stop({ graceful: true, timeout: 20_000, close: true }).catch(() => {});
+        await db.close();
+        await embedded?.stop();
+      })());
+    return { app, deps, rootToken: secrets.rootToken, rootTokenIsNew: secrets.rootTokenIsNew, databaseUrl: url, embedded: !!embedded, close };
+  } catch (error) {
+    await database?.close();
+    await embedded?.stop();
+    throw error;
+  }
+}

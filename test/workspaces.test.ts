@@ -1,0 +1,81 @@
+import t from 'tap';
+import { caller, ROOT_TOKEN, startHerald, workspaceWithKey } from './helpers/app.ts';
+
+const herald = await startHerald(t);
+const { app } = herald;
+const root = caller(app, ROOT_TOKEN);
+
+t.test('the root token creates workspaces and keys; the key is shown once and stored as a hash', async (t) => {
+  const ws = await root('POST', '/v1/workspaces', { name: 'Acme', timeZone: 'Europe/Paris' });
+  t.equal(ws.statusCode, 201);
+  t.match(ws.json(), { name: 'Acme', timeZone: 'Europe/Paris', apiKeys: [] });
+  const key = await root('POST', `/v1/workspaces/${ws.json().id}/api-keys`, { name: 'backend', scopes: ['read', 'write'] });
+  t.equal(key.statusCode, 201);
+  const { token, prefix } = key.json();
+  t.ok(token.startsWith(`${prefix}_`), 'the token starts with its visible prefix');
+  const stored = await herald.runtime.deps.database.sql`select token_hash from api_keys where id = ${key.json().id}`;
+  t.not(stored[0]!.token_hash, token, 'only a hash is stored');
+  t.notOk(JSON.stringify(stored).includes(token.slice(prefix.length + 1)), 'the secret part is nowhere in the row');
+  const again = await root('GET', `/v1/workspaces/${ws.json().id}`);
+  t.equal(again.json().apiKeys.length, 1);
+  t.notOk('token' in again.json().apiKeys[0], 'listing never shows the token');
+});
+
+t.test('who may call what', async (t) => {
+  const { workspaceId, call } = await workspaceWithKey(app);
+  t.equal((await call('POST', '/v1/workspaces', { name: 'x' })).statusCode, 403, 'a workspace key cannot create workspaces');
+  t.equal((await call('POST', `/v1/workspaces/${workspaceId}/api-keys`, { name: 'x', scopes: ['read'] })).statusCode, 403);
+  t.equal((await call('GET', `/v1/workspaces/${workspaceId}`)).statusCode, 200, 'a key reads its own workspace');
+  const other = await workspaceWithKey(app);
+  const res = await call('GET', `/v1/workspaces/${other.workspaceId}`);
+  t.equal(res.statusCode, 404, "another workspace is a 404, not a 403");
+  t.equal((await root('GET', '/v1/customers')).statusCode, 403, 'the root token does not read workspace data');
+});
+
+t.test('no key, a bad key, a revoked key, an expired key: 401 with problem+json', async (t) => {
+  const anonymous = caller(app, null);
+  const none = await anonymous('GET', '/v1/customers');
+  t.equal(none.statusCode, 401);
+  t.equal(none.headers['content-type'], 'application/problem+json');
+  t.match(none.headers['www-authenticate'], /Bearer/);
+  t.match(none.json(), { status: 401, code: 'unauthorized', type: /problems\/unauthorized$/ });
+  t.equal((await caller(app, 'hk_nope_nope')('GET', '/v1/customers')).statusCode, 401);
+  t.equal((await app.inject({ method: 'GET', url: '/v1/customers', headers: { authorization: 'Basic abc' } })).statusCode, 401);
+
+  const { workspaceId, keyId, call } = await workspaceWithKey(app);
+  t.equal((await call('GET', '/v1/customers')).statusCode, 200);
+  t.equal((await root('DELETE', `/v1/workspaces/${workspaceId}/api-keys/${keyId}`)).statusCode, 204);
+  t.equal((await call('GET', '/v1/customers')).statusCode, 401, 'revoked at once, even though the key was cached');
+  t.equal((await root('DELETE', `/v1/workspaces/${workspaceId}/api-keys/00000000-0000-4000-8000-000000000000`)).statusCode, 404);
+
+  const expiresAt = new Date(herald.clock.now().getTime() + 60_000).toISOString();
+  const key = await root('POST', `/v1/workspaces/${workspaceId}/api-keys`, { name: 'short', scopes: ['read'], expiresAt });
+  const shortLived = caller(app, key.json().token);
+  t.equal((await shortLived('GET', '/v1/customers')).statusCode, 200);
+  herald.clock.advance(61_000);
+  t.equal((await shortLived('GET', '/v1/customers')).statusCode, 401, 'expired');
+  const past = await root('POST', `/v1/workspaces/${workspaceId}/api-keys`, { name: 'past', scopes: ['read'], expiresAt: '2001-01-01T00:00:00Z' });
+  t.equal(past.statusCode, 400);
+});
+
+t.test('scopes: a read key cannot write', async (t) => {
+  const { call } = await workspaceWithKey(app, ['read']);
+  t.equal((await call('GET', '/v1/customers')).statusCode, 200);
+  const res = await call('POST', '/v1/customers', { externalId: 'x' });
+  t.equal(res.statusCode, 403);
+  t.match(res.json().detail, /write/);
+});
+
+t.test('bad workspace input', async (t) => {
+  const bad = await root('POST', '/v1/workspaces', { name: 'x', timeZone: 'Mars/Olympus' });
+  t.equal(bad.statusCode, 400);
+  t.same(bad.json().errors, [{ pointer: '/timeZone', detail: '"Mars/Olympus" is not an IANA time zone' }]);
+  const unknown = await root('POST', '/v1/workspaces', { name: 'x', plan: 'gold' });
+  t.equal(unknown.statusCode, 400);
+  t.same(unknown.json().errors, [{ pointer: '/plan', detail: 'is not a known field' }]);
+  t.equal((await root('POST', '/v1/workspaces/00000000-0000-4000-8000-000000000000/api-keys', { name: 'x', scopes: ['read'] })).statusCode, 404, 'unknown workspace');
+  const badScope = await root('POST', '/v1/workspaces/00000000-0000-4000-8000-000000000000/api-keys', { name: 'x', scopes: ['admin'] });
+  t.equal(badScope.statusCode, 400);
+  t.match(badScope.json().errors, [{ pointer: '/scopes/0' }]);
+  t.equal((await root('GET', '/v1/workspaces/not-a-uuid')).statusCode, 400);
+});
