@@ -134,5 +134,5 @@ CREATE INDEX "customers_workspace_id_updated_at_id_index" ON "customers" USING b
 CREATE UNIQUE INDEX "push_subscriptions_workspace_id_kind_endpoint_index" ON "push_subscriptions" USING btree ("workspace_id","kind","endpoint");--> statement-breakpoint
 CREATE INDEX "push_subscriptions_workspace_id_customer_id_index" ON "push_subscriptions" USING btree ("workspace_id","customer_id");--> statement-breakpoint
 CREATE UNIQUE INDEX "events_workspace_id_client_id_index" ON "events" USING btree ("workspace_id","client_id") WHERE "events"."client_id" is not null;--> statement-breakpoint
-CREATE INDEX "events_customer_time_idx" ON "events" USING btree ("workspace_id","customer_id","occurred_at" DESC NULLS LAST);--> statement-breakpoint
+CREATE INDEX "events_customer_time_idx" ON "events" USING btree ("workspace_id","customer_id","occurred_at");--> statement-breakpoint
 CREATE INDEX "events_type_time_idx" ON "events" USING btree ("workspace_id","type","occurred_at","customer_id");

@@ -7,7 +7,7 @@ import { startEmbeddedPostgres } from '../src/runtime/embedded-postgres.ts';
 
 const args = process.argv.slice(2);
 let stop: (() => Promise<void>) | undefined;
-const env = { ...process.env, TAP_TYPE_STRIP_ONLY: '1' };
+const env: NodeJS.ProcessEnv = { ...process.env, TAP_TYPE_STRIP_ONLY: '1' };
 if (!env.TEST_DATABASE_URL) {
   const dir = join(process.cwd(), '.herald', 'test-pg');
   mkdirSync(dir, { recursive: true });

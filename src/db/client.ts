@@ -2,6 +2,8 @@ import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import * as schema from './schema/index.ts';
 
+const TIMESTAMPTZ = 1184;
+
 export type Db = PostgresJsDatabase<typeof schema>;
 /** A drizzle database or an open transaction on it: services take either. */
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
@@ -22,6 +24,13 @@ export function createDatabase(url: string, options: { max?: number; application
     connect_timeout: 5,
     idle_timeout: 60,
   });
+  // drizzle makes the shared client pass timestamps through as text; raw queries (the set-based
+  // hot paths) want Dates, and drizzle's own columns map Dates and strings alike, so the
+  // timestamptz codec is put back. (JSON stays as drizzle sets it: raw queries send JSON text.)
+  const { parsers, serializers } = sql.options;
+  const [parseTs, serializeTs] = [parsers[TIMESTAMPTZ], serializers[TIMESTAMPTZ]];
   const db = drizzle(sql, { schema, casing: 'snake_case' });
+  parsers[TIMESTAMPTZ] = parseTs!;
+  serializers[TIMESTAMPTZ] = serializeTs!;
   return { sql, db, close: () => sql.end({ timeout: 5 }) };
 }

@@ -1,12 +1,12 @@
 // Bearer authentication for /v1: the operator's root token, or a workspace API key with scopes.
 // Keys are looked up by the SHA-256 of the token and cached briefly; a revocation is broadcast
-// with NOTIFY so that every process drops the key at once.
+// with NOTIFY so that every process drops the key at once (the runtime listens for it).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Database } from '../db/client.ts';
 import { forbidden, unauthorized } from './errors.ts';
-import { findKeyByHash, KEY_REVOKED_CHANNEL } from '../modules/workspaces/workspaces.service.ts';
+import { findKeyByHash } from '../modules/workspaces/workspaces.service.ts';
 
 export const Scope = { read: 'read', write: 'write' } as const;
 export type Scope = (typeof Scope)[keyof typeof Scope];
@@ -51,8 +51,6 @@ export const authPlugin = fp(
       for (const [hash, entry] of cache) if (entry.keyId === keyId) cache.delete(hash);
     };
     app.decorate('forgetApiKey', forget);
-    const listener = await opts.database.sql.listen(KEY_REVOKED_CHANNEL, forget);
-    app.addHook('onClose', async () => listener.unlisten());
 
     async function resolve(token: string): Promise<Principal | null> {
       const digest = createHash('sha256').update(token).digest();

@@ -43,7 +43,7 @@ export const openapiPlugin = fp(
         const access = (route.config as { access?: string } | undefined)?.access;
         const out = { ...(schema as object) } as Record<string, unknown>;
         if (!access || access === 'public') out.security = [];
-        if (!schema || url.startsWith('/docs') || url === '/openapi.json') out.hide = true;
+        if (!schema || url.startsWith('/docs') || url === '/openapi.json' || url.startsWith('/graphql') || url.startsWith('/graphiql')) out.hide = true;
         return { schema: out as never, url };
       },
     });

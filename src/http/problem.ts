@@ -103,7 +103,13 @@ function closestBranch(errors: AjvError[]): AjvError[] {
     byBranch.set(branch, [...(byBranch.get(branch) ?? []), e]);
   }
   if (byBranch.size === 0) return errors;
-  const best = [...byBranch.values()].sort((a, b) => a.length - b.length)[0]!;
+  // A branch that fails at the value itself (missing or unknown fields, a wrong discriminator)
+  // is the wrong shape; one whose errors are all deeper is the shape the client meant.
+  const depth = union.instancePath.split('/').length;
+  const shallow = (e: AjvError) =>
+    e.instancePath === union.instancePath || (e.keyword === 'const' && e.instancePath.split('/').length === depth + 1);
+  const score = (list: AjvError[]) => list.filter(shallow).length * 1000 + list.length;
+  const best = [...byBranch.values()].sort((a, b) => score(a) - score(b))[0]!;
   return [...errors.filter((e) => e !== union && !e.schemaPath.startsWith(prefix)), ...best];
 }
 

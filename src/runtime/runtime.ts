@@ -9,6 +9,7 @@ import { systemClock, type Clock, type Deps } from '../deps.ts';
 import { jobs } from '../jobs/index.ts';
 import { createBoss, registerJobs } from '../jobs/queue.ts';
 import { EventHooks } from '../modules/events/events.hooks.ts';
+import { KEY_REVOKED_CHANNEL } from '../modules/workspaces/workspaces.service.ts';
 import { loadSecrets } from './data-dir-secrets.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded-postgres.ts';
 
@@ -47,11 +48,13 @@ export async function startRuntime(config: Config, options: RuntimeOptions = {})
     queueReady = true;
     await registerJobs(boss, deps, config.role, jobs);
     const app = await buildApp({ deps, rootToken: secrets.rootToken, queueReady: () => queueReady, logger: options.logger ?? true });
+    const revocations = await database.sql.listen(KEY_REVOKED_CHANNEL, (keyId) => app.forgetApiKey(keyId));
     const db = database;
     let closing: Promise<void> | undefined;
     const close = () =>
       (closing ??= (async () => {
         await app.close();
+        await revocations.unlisten().catch(() => {});
         queueReady = false;
         await boss.stop({ graceful: true, timeout: 20_000, close: true }).catch(() => {});
         await db.close();

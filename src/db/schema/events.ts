@@ -21,7 +21,8 @@ export const events = pgTable(
   (t) => [
     primaryKey({ columns: [t.workspaceId, t.id] }),
     uniqueIndex().on(t.workspaceId, t.clientId).where(sql`${t.clientId} is not null`),
-    index('events_customer_time_idx').on(t.workspaceId, t.customerId, t.occurredAt.desc()),
+    // Ascending: a backward scan serves ORDER BY occurred_at DESC exactly (DESC NULLS LAST would not).
+    index('events_customer_time_idx').on(t.workspaceId, t.customerId, t.occurredAt),
     index('events_type_time_idx').on(t.workspaceId, t.type, t.occurredAt, t.customerId),
     foreignKey({ name: 'events_customer_fk', columns: [t.workspaceId, t.customerId], foreignColumns: [customers.workspaceId, customers.id] }).onDelete('cascade'),
   ],

@@ -29,7 +29,9 @@ export function checkTimeZone(zone: string | null | undefined, pointer = '/timeZ
   if (zone && !isTimeZone(zone)) throw invalid('Unknown time zone', [{ pointer, detail: `"${zone}" is not an IANA time zone` }]);
 }
 
-const isUniqueViolation = (e: unknown) => (e as { code?: string }).code === '23505';
+/** drizzle wraps driver errors: the PostgreSQL code is on the error or its cause. */
+export const pgCode = (e: unknown): string | undefined => (e as { code?: string }).code ?? (e as { cause?: { code?: string } }).cause?.code;
+const isUniqueViolation = (e: unknown) => pgCode(e) === '23505';
 
 /** POST /v1/customers: create, or update the customer with the same externalId (custom fields merged). */
 export async function upsertCustomer(deps: D, workspaceId: string, body: CreateCustomerBody): Promise<{ customer: Customer; created: boolean }> {
@@ -81,7 +83,7 @@ export async function patchCustomer(deps: D, workspaceId: string, id: string, bo
   if (body.custom) {
     const removed = Object.keys(body.custom).filter((k) => body.custom![k] === null);
     const merged = Object.fromEntries(Object.entries(body.custom).filter(([, v]) => v !== null));
-    set.custom = sql`(${customers.custom} || ${JSON.stringify(merged)}::jsonb) - ${removed}::text[]`;
+    set.custom = sql`(${customers.custom} || ${JSON.stringify(merged)}::jsonb) - array(select jsonb_array_elements_text(${JSON.stringify(removed)}::jsonb))`;
   }
   try {
     const [row] = await deps.db.update(customers).set(set).where(and(eq(customers.workspaceId, workspaceId), eq(customers.id, id))).returning();
