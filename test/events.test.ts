@@ -133,7 +133,7 @@ t.test('"events of a customer, newest first" and "customers with event T since D
     const b = await tx`explain select distinct customer_id from events where workspace_id = ${workspaceId} and type = 'order.placed' and occurred_at >= now() - interval '30 days'`;
     return [a.map((r) => r['QUERY PLAN']).join('\n'), b.map((r) => r['QUERY PLAN']).join('\n')];
   });
-  t.match(plans[0], /Index Scan using events_customer_time_idx/);
+  t.match(plans[0], /Index Scan (Backward )?using events_customer_time_idx/);
   t.notMatch(plans[0], /Sort/, 'no sort: the index gives newest first');
   t.match(plans[1], /Index (Only )?Scan using events_type_time_idx/);
 });
