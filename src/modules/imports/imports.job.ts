@@ -110,6 +110,7 @@ async function commitBatch(deps: Pick<Deps, 'db' | 'clock'>, workspaceId: string
       created = result.filter((r) => r.created).length;
     }
     const failedLines = new Set(batch.errors.map((e) => e.line)).size;
+    batch.errors.sort((a, b) => a.line - b.line);
     await tx
       .update(imports)
       .set({

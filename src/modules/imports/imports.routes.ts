@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Deps } from '../../deps.ts';
 import { workspaceOf } from '../../http/auth.ts';
+import { HeraldError } from '../../http/errors.ts';
 import { problems } from '../../http/problem.ts';
 import { IdParams, Ref } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
@@ -32,6 +33,9 @@ export async function importRoutes(app: App, deps: Deps) {
     },
   }, async (request, reply) => {
     const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase() as keyof typeof IMPORT_FORMATS;
+    if (!IMPORT_FORMATS[type]) {
+      throw new HeraldError(415, 'unsupported_media_type', 'Unsupported Media Type', `Send the file as ${Object.keys(IMPORT_FORMATS).join(' or ')}`);
+    }
     const created = await startImport(deps, workspaceOf(request), IMPORT_FORMATS[type], request.body as Readable);
     return reply.code(202).header('location', `/v1/imports/${created.id}`).send(created);
   });
