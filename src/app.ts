@@ -47,6 +47,8 @@ export async function buildApp({ deps, rootToken, queueReady, logger = true }: B
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler());
+  // JSON is the API's only body type (imports add CSV and NDJSON on their route): text is a 415.
+  app.removeContentTypeParser('text/plain');
   app.addHook('onSend', async (request, reply, payload) => {
     reply.header('x-request-id', request.id);
     return payload;

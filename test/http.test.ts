@@ -1,0 +1,116 @@
+// Cross-cutting HTTP behaviour: problem+json for every failure, limits, request ids, rate limits.
+import t from 'tap';
+import { caller, ROOT_TOKEN, startHerald, workspaceWithKey } from './helpers/app.ts';
+
+const herald = await startHerald(t);
+const { app } = herald;
+
+t.test('unknown routes and methods are problem+json 404s', async (t) => {
+  const res = await caller(app, null)('GET', '/v2/nothing?x=1');
+  t.equal(res.statusCode, 404);
+  t.equal(res.headers['content-type'], 'application/problem+json');
+  t.match(res.json(), { type: 'https://herald.dev/problems/not_found', title: 'Not Found', status: 404, detail: 'No route GET /v2/nothing', instance: res.headers['x-request-id'] });
+});
+
+t.test('a body over the limit is a 413', async (t) => {
+  const { call } = await workspaceWithKey(app);
+  const res = await call('POST', '/v1/customers', { externalId: 'x', custom: { blob: 'a'.repeat(1_100_000) } });
+  t.equal(res.statusCode, 413);
+  t.equal(res.headers['content-type'], 'application/problem+json');
+  t.equal(res.json().code, 'payload_too_large');
+  const events = await call('POST', '/v1/events', { externalId: 'x', type: 'a', properties: { blob: 'a'.repeat(6 * 1024 * 1024) } });
+  t.equal(events.statusCode, 413, 'event batches have their own, larger limit');
+});
+
+t.test('a wrong content type is a 415', async (t) => {
+  const { call } = await workspaceWithKey(app);
+  const res = await call('POST', '/v1/customers', 'externalId=x', { 'content-type': 'application/x-www-form-urlencoded' });
+  t.equal(res.statusCode, 415);
+  t.equal(res.headers['content-type'], 'application/problem+json');
+  t.equal((await call('POST', '/v1/customers', 'hello', { 'content-type': 'text/plain' })).statusCode, 415);
+});
+
+t.test('request ids: given ones are echoed, others are generated', async (t) => {
+  const given = await app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'abc-123' } });
+  t.equal(given.headers['x-request-id'], 'abc-123');
+  const made = await app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'bad id with spaces' } });
+  t.match(made.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+});
+
+t.test('Idempotency-Key: same key and body replays, another body is a 422', async (t) => {
+  const { call, workspaceId } = await workspaceWithKey(app);
+  const body = { externalId: 'idem', email: 'idem@x.io' };
+  const first = await call('POST', '/v1/customers', body, { 'idempotency-key': 'k-1' });
+  t.equal(first.statusCode, 201);
+  await call('PATCH', `/v1/customers/${first.json().id}`, { email: 'changed@x.io' });
+  const replay = await call('POST', '/v1/customers', body, { 'idempotency-key': 'k-1' });
+  t.equal(replay.statusCode, 201, 'the first status');
+  t.equal(replay.body, first.body, 'the first answer, byte for byte');
+  t.equal(replay.headers['idempotent-replayed'], 'true');
+  t.equal((await call('GET', `/v1/customers/${first.json().id}`)).json().email, 'changed@x.io', 'the request did not run again');
+  const other = await call('POST', '/v1/customers', { ...body, email: 'other@x.io' }, { 'idempotency-key': 'k-1' });
+  t.equal(other.statusCode, 422);
+  t.match(other.json().errors, [{ pointer: '/headers/idempotency-key' }]);
+  const otherRoute = await call('POST', '/v1/events', { externalId: 'idem', type: 'a' }, { 'idempotency-key': 'k-1' });
+  t.equal(otherRoute.statusCode, 422, 'the same key on another route');
+  const stranger = await workspaceWithKey(app);
+  t.equal((await stranger.call('POST', '/v1/customers', body, { 'idempotency-key': 'k-1' })).statusCode, 201, 'keys are per workspace');
+  const ghost = { customerId: '00000000-0000-4000-8000-000000000000', type: 'a' };
+  const failed = await call('POST', '/v1/events', ghost, { 'idempotency-key': 'k-bad' });
+  t.equal(failed.statusCode, 422);
+  const failedAgain = await call('POST', '/v1/events', ghost, { 'idempotency-key': 'k-bad' });
+  t.equal(failedAgain.statusCode, 422);
+  t.equal(failedAgain.headers['idempotent-replayed'], 'true', 'a 4xx answer is replayed too');
+  t.match(failedAgain.headers['content-type'], /^application\/problem\+json/);
+  t.equal((await call('POST', '/v1/customers', body, { 'idempotency-key': 'x'.repeat(256) })).statusCode, 400, 'an oversize key');
+  const [{ n }] = (await herald.runtime.deps.database.sql`select count(*)::int as n from customers where workspace_id = ${workspaceId}`) as unknown as [{ n: number }];
+  t.equal(n, 1);
+});
+
+t.test('Idempotency-Key: concurrent duplicates run once; keys expire after 24 hours', async (t) => {
+  const { call, workspaceId } = await workspaceWithKey(app);
+  const answers = await Promise.all(Array.from({ length: 5 }, () => call('POST', '/v1/events', { externalId: 'c', type: 'buy' }, { 'idempotency-key': 'burst' })));
+  const codes = answers.map((a) => a.statusCode);
+  t.ok(codes.every((c) => c === 200 || c === 409), `200 or 409 (${codes})`);
+  const [{ n }] = (await herald.runtime.deps.database.sql`select count(*)::int as n from events where workspace_id = ${workspaceId}`) as unknown as [{ n: number }];
+  t.equal(n, 1, 'one event however many raced');
+  herald.clock.advance(24 * 3600_000 + 1000);
+  const later = await call('POST', '/v1/events', { externalId: 'c', type: 'buy' }, { 'idempotency-key': 'burst' });
+  t.equal(later.headers['idempotent-replayed'], undefined, 'after 24 hours the key is new again');
+  t.equal(later.json().accepted, 1);
+});
+
+t.test('the root token can use Idempotency-Key on workspace creation', async (t) => {
+  const root = caller(app, ROOT_TOKEN);
+  const a = await root('POST', '/v1/workspaces', { name: 'once' }, { 'idempotency-key': 'ws-once' });
+  const b = await root('POST', '/v1/workspaces', { name: 'once' }, { 'idempotency-key': 'ws-once' });
+  t.equal(a.json().id, b.json().id);
+});
+
+t.test('an internal error is a 500 with no stack, no SQL and a request id', async (t) => {
+  const { call } = await workspaceWithKey(app);
+  const id = (await call('POST', '/v1/customers', { externalId: 'boom' })).json().id;
+  await herald.runtime.deps.database.sql`alter table consent_changes rename to consent_changes_gone`;
+  const res = await call('PUT', `/v1/customers/${id}/consents/email`, { status: 'subscribed' });
+  await herald.runtime.deps.database.sql`alter table consent_changes_gone rename to consent_changes`;
+  t.equal(res.statusCode, 500);
+  t.equal(res.headers['content-type'], 'application/problem+json');
+  t.match(res.json(), { status: 500, code: 'internal', detail: new RegExp(res.headers['x-request-id'] as string) });
+  t.notMatch(res.body, /consent_changes|relation|insert|\.ts:|at /, 'nothing from inside leaks');
+  t.equal((await call('GET', `/v1/customers/${id}`)).json().consents.length, 0, 'the transaction rolled back');
+});
+
+t.test('rate limit per API key: 429 with Retry-After', async (t) => {
+  const limited = await startHerald(t, { HERALD_RATE_LIMIT: '5' });
+  const a = await workspaceWithKey(limited.app);
+  const b = await workspaceWithKey(limited.app);
+  const codes: number[] = [];
+  for (let i = 0; i < 6; i++) codes.push((await a.call('GET', '/v1/customers')).statusCode);
+  t.same(codes, [200, 200, 200, 200, 200, 429]);
+  const res = await a.call('GET', '/v1/customers');
+  t.equal(res.statusCode, 429);
+  t.equal(res.headers['content-type'], 'application/problem+json');
+  t.ok(Number(res.headers['retry-after']) > 0, 'Retry-After is set');
+  t.equal((await b.call('GET', '/v1/customers')).statusCode, 200, 'another key has its own budget');
+  t.equal((await limited.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'operations are not limited');
+});
