@@ -18,8 +18,8 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -35,6 +35,8 @@ const CUSTOMERS = 10_000;
 const ROUNDS = positive(process.env.BENCH_ROUNDS, 3);
 const SECONDS = positive(process.env.BENCH_SECONDS, 5);
 const WARMUP_SECONDS = 2;
+/** Pause after each measurement, so that requests cut off at its end do not overlap the next one. */
+const DRAIN_MS = 300;
 const TARGET_BATCH = 0.5;
 const TARGET_SINGLE = 0.4;
 
@@ -64,7 +66,8 @@ async function serve(): Promise<void> {
     PORT: '0',
     HOST: '127.0.0.1',
   });
-  const runtime = await startRuntime(config, { logger: false });
+  // Logs at LOG_LEVEL=warn: silent on the happy path; the parent collects what a failure logs.
+  const runtime = await startRuntime(config, { logger: true });
   await runtime.app.listen({ port: 0, host: '127.0.0.1' });
   await announce(runtime.app.server.address(), () => runtime.close());
 }
@@ -109,6 +112,10 @@ interface RunFailures {
 }
 
 const failures: RunFailures[] = [];
+/** Over every run, warm-ups included. */
+const totals = { requests: 0, non2xx: 0, connectionErrors: 0, timeouts: 0, failedInserts: 0 };
+/** What Herald logged at warn level or above (the first few lines, and how many). */
+const serverLog = { lines: 0, first: [] as string[] };
 const cleanups: (() => Promise<unknown>)[] = [];
 let cleaning: Promise<void> | undefined;
 
@@ -135,6 +142,8 @@ async function main(): Promise<number> {
   const cores = availableParallelism();
   say(`bench:ingest: node ${process.version}, ${cores} cores (${cpus()[0]?.model.trim() ?? 'unknown cpu'})`);
   say(`${ROUNDS} rounds of ${SECONDS} s per measurement, interleaved, after a ${WARMUP_SECONDS} s warm-up of each`);
+  const loadAtStart = loadavg()[0] ?? 0;
+  if (loadAtStart > cores / 4) say(`note: the machine is already busy (load average ${loadAtStart.toFixed(2)}): figures and ceilings will be noisier`);
 
   const tmp = await mkdtemp(join(tmpdir(), 'herald-bench-'));
   cleanups.push(() => rm(tmp, { recursive: true, force: true }));
@@ -145,6 +154,8 @@ async function main(): Promise<number> {
     say('DATABASE_URL and TEST_DATABASE_URL are unset: starting an embedded PostgreSQL');
     const { startEmbeddedPostgres } = await import('../src/runtime/embedded-postgres.ts');
     const quiet = { info: () => {}, warn: (m: string) => process.stderr.write(`${m}\n`), debug: () => {} };
+    // Run as root, embedded-postgres runs initdb as a "postgres" user, who must reach the directory.
+    await chmod(tmp, 0o755);
     const pg = await startEmbeddedPostgres(join(tmp, 'pg-data'), quiet, 'postgres');
     cleanups.push(() => pg.stop());
     adminUrl = pg.url;
@@ -233,6 +244,7 @@ async function main(): Promise<number> {
       requests: [{ method: 'POST', path: '/v1/events', setupRequest: (request) => ({ ...request, body: batchBodies[batchCursor++ % batchBodies.length]! }) }],
     });
     check(result, what);
+    await sleep(DRAIN_MS);
     acknowledged += result['2xx'] * BATCH_SIZE;
     return { perSecond: (result['2xx'] * BATCH_SIZE) / result.duration, result };
   };
@@ -245,12 +257,14 @@ async function main(): Promise<number> {
       requests: [{ method: 'POST', path: '/v1/events', setupRequest: (request) => ({ ...request, body: singleBodies[singleCursor++ % singleBodies.length]! }) }],
     });
     check(result, what);
+    await sleep(DRAIN_MS);
     acknowledged += result['2xx'];
     return { perSecond: result['2xx'] / result.duration, p50: result.latency.p50, p99: result.latency.p99, result };
   };
   const helloWorld = async (seconds: number, what: string) => {
     const result = await load({ url: helloUrl, connections: SINGLE_CONCURRENCY, duration: seconds });
     check(result, what);
+    await sleep(DRAIN_MS);
     return { perSecond: result['2xx'] / result.duration, p50: result.latency.p50, p99: result.latency.p99, result };
   };
   // Ceiling A: BATCH_CONCURRENCY loops, each inserting batches of BATCH_SIZE rows. Like autocannon,
@@ -278,10 +292,16 @@ async function main(): Promise<number> {
       }
     };
     await Promise.all(Array.from({ length: BATCH_CONCURRENCY }, loop));
+    totals.failedInserts += errors;
     if (errors) failures.push({ what, detail: `${errors} failed INSERTs, first: ${firstError instanceof Error ? firstError.message : String(firstError)}` });
+    await sleep(DRAIN_MS);
     return { perSecond: inserted / seconds };
   };
   function check(result: LoadResult, what: string): void {
+    totals.requests += result.requests.total;
+    totals.non2xx += result.non2xx;
+    totals.connectionErrors += result.errors;
+    totals.timeouts += result.timeouts;
     const failed = describeFailures(result);
     if (failed) failures.push({ what, detail: failed });
     if (result['2xx'] === 0) failures.push({ what, detail: 'no successful response at all' });
@@ -323,6 +343,9 @@ async function main(): Promise<number> {
   const helloMedian = median(rounds.hello);
   const batchRatio = batchMedian / rawMedian;
   const singleRatio = singleMedian / helloMedian;
+  // Each round's figure over the ceiling measured next to it: less exposed to drift of the machine.
+  const batchRoundRatios = rounds.batch.map((v, i) => v / rounds.rawInsert[i]!);
+  const singleRoundRatios = rounds.single.map((v, i) => v / rounds.hello[i]!);
   const verdict = (ratio: number, target: number) => `${percent(ratio)} ${ratio >= target ? 'ok' : 'MISSED'}`;
 
   say('');
@@ -336,7 +359,13 @@ async function main(): Promise<number> {
   say('');
   say(`single events latency (median of rounds): p50 ${ms(median(rounds.singleP50))}, p99 ${ms(median(rounds.singleP99))}; hello world: p50 ${ms(median(rounds.helloP50))}, p99 ${ms(median(rounds.helloP99))}`);
   say(`rounds: batches ${rounds.batch.map(int).join(' / ')}; raw INSERT ${rounds.rawInsert.map(int).join(' / ')}; single ${rounds.single.map(int).join(' / ')}; hello world ${rounds.hello.map(int).join(' / ')}`);
-  say(`storage check: ${int(stored)} events stored, ${int(acknowledged)} acknowledged`);
+  say(`ratios within each round: batches ${batchRoundRatios.map(percent).join(' / ')}; single ${singleRoundRatios.map(percent).join(' / ')}`);
+  say(`storage check: ${int(stored)} events stored, ${int(acknowledged)} acknowledged (the difference: requests cut off at the end of a run)`);
+  const errorCount = totals.non2xx + totals.connectionErrors + totals.failedInserts;
+  say(
+    `errors: ${errorCount ? 'YES' : 'none'} — ${int(totals.requests)} HTTP requests, ${int(totals.non2xx)} non-2xx, ` +
+      `${int(totals.connectionErrors)} connection errors (${int(totals.timeouts)} timeouts), ${int(totals.failedInserts)} failed raw INSERTs`,
+  );
 
   const report = {
     date: new Date().toISOString(),
@@ -351,6 +380,7 @@ async function main(): Promise<number> {
       rounds: rounds.batch.map(Math.round),
       ceiling: { name: `raw multi-row INSERT of ${BATCH_SIZE} rows (postgres.js)`, median: Math.round(rawMedian), rounds: rounds.rawInsert.map(Math.round) },
       ratio: round3(batchRatio),
+      roundRatios: batchRoundRatios.map(round3),
       target: TARGET_BATCH,
       met: batchRatio >= TARGET_BATCH,
     },
@@ -361,11 +391,14 @@ async function main(): Promise<number> {
       latencyMs: { p50: median(rounds.singleP50), p99: median(rounds.singleP99) },
       ceiling: { name: 'Fastify hello world', median: Math.round(helloMedian), rounds: rounds.hello.map(Math.round), latencyMs: { p50: median(rounds.helloP50), p99: median(rounds.helloP99) } },
       ratio: round3(singleRatio),
+      roundRatios: singleRoundRatios.map(round3),
       target: TARGET_SINGLE,
       met: singleRatio >= TARGET_SINGLE,
     },
     storage: { stored, acknowledged },
+    errors: totals,
     failures,
+    loadAverageAtStart: Math.round(loadAtStart * 100) / 100,
     seconds: Math.round((performance.now() - started) / 1000),
   };
   mkdirSync('bench', { recursive: true });
@@ -376,9 +409,30 @@ async function main(): Promise<number> {
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
+/** A line a server logged (pino JSON at warn level or above): kept short, for the end of a failed run. */
+function noteServerLine(name: string, line: string): void {
+  serverLog.lines++;
+  if (serverLog.first.length >= 5) return;
+  let text = line;
+  try {
+    const entry = JSON.parse(line) as { msg?: string; err?: { type?: string; message?: string; stack?: string } };
+    const at = entry.err?.stack?.split('\n').find((l) => l.includes('/src/') && !l.includes('node_modules'))?.trim();
+    text = [entry.msg, entry.err && `${entry.err.type ?? 'Error'}: ${entry.err.message ?? ''}`, at].filter(Boolean).join(' — ');
+  } catch {
+    // not JSON: keep the line as it is
+  }
+  serverLog.first.push(`${name}: ${text.slice(0, 600)}`);
+}
+
 /** Forks this script in a server mode and waits for its port; registers its stop as a cleanup. */
 async function startChild(name: string, args: string[], env: Record<string, string>, execArgv: string[]): Promise<{ port: number; child: ChildProcess }> {
-  const child = fork(SCRIPT, args, { env: { ...process.env, ...env }, execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(SCRIPT, args, { env: { ...process.env, ...env }, execArgv, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  let partial = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) if (line.trim()) noteServerLine(name, line);
+  });
   let exited = false;
   const exit = new Promise<void>((ok) => child.once('exit', () => ((exited = true), ok())));
   cleanups.push(async () => {
@@ -426,6 +480,10 @@ else {
     process.stderr.write(`\n!!! bench:ingest: ERRORS IN THE RUNS — the figures above are not to be trusted !!!\n`);
     for (const f of failures) process.stderr.write(`!!!   ${f.what}: ${f.detail}\n`);
     code = 1;
+  }
+  if (serverLog.lines) {
+    process.stderr.write(`\nthe servers logged ${serverLog.lines} line(s) at warn level or above; the first:\n`);
+    for (const line of serverLog.first) process.stderr.write(`  ${line}\n`);
   }
   process.exit(code);
 }

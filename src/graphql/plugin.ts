@@ -1,7 +1,7 @@
 // GraphQL at /graphql: the same keys as REST (checked by the auth hook before mercurius runs),
 // a depth limit, and errors that carry a code and never a stack or SQL.
 import type { FastifyInstance } from 'fastify';
-import { GraphQLScalarType, Kind } from 'graphql';
+import { GraphQLError, GraphQLScalarType, Kind, type SourceLocation } from 'graphql';
 import mercurius from 'mercurius';
 import type { Deps } from '../deps.ts';
 import { HeraldError } from '../http/errors.ts';
@@ -30,18 +30,24 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; gr
     },
     errorFormatter: (execution, context) => {
       const formatted = mercurius.defaultErrorFormatter(execution, context);
-      const errors = (execution.errors ?? []).map((e) => {
-        const original = e.originalError;
+      let statusCode = formatted.statusCode;
+      const errors = (execution.errors ?? []).flatMap((e) => {
+        const original = e.originalError as (Error & { errors?: { message: string; locations?: readonly SourceLocation[] }[] }) | undefined;
         if (original instanceof HeraldError) {
-          return { message: original.message, locations: e.locations, path: e.path, extensions: { code: CODES[original.status] ?? 'BAD_USER_INPUT' } };
+          // Raised before execution (auth, rate limit): the HTTP status says it too.
+          if (!e.path && [401, 403, 429].includes(original.status)) statusCode = original.status;
+          return [{ message: original.message, locations: e.locations, path: e.path, extensions: { code: CODES[original.status] ?? 'BAD_USER_INPUT' } }];
         }
-        if (original && !(original as { extensions?: unknown }).extensions && e.path) {
+        if (Array.isArray(original?.errors)) {
+          return original.errors.map((inner) => ({ message: inner.message, locations: inner.locations, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } }));
+        }
+        if (original && e.path && !(original instanceof GraphQLError)) {
           app.log.error({ err: original }, 'graphql resolver error');
-          return { message: 'Internal error', locations: e.locations, path: e.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
+          return [{ message: 'Internal error', locations: e.locations, path: e.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } }];
         }
-        return { message: e.message, locations: e.locations, path: e.path, extensions: { code: 'GRAPHQL_VALIDATION_FAILED', ...(e.extensions ?? {}) } };
+        return [{ message: e.message, locations: e.locations, path: e.path, extensions: { code: e.path ? 'BAD_USER_INPUT' : 'GRAPHQL_VALIDATION_FAILED' } }];
       });
-      return { statusCode: formatted.statusCode, response: { data: formatted.response.data ?? null, errors } };
+      return { statusCode, response: { data: formatted.response.data ?? null, errors } };
     },
   });
 }

@@ -1,5 +1,6 @@
 // Liveness, readiness and Prometheus metrics. These need no token and are not rate limited.
 import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
 import type { PgBoss } from 'pg-boss';
 import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { Type } from 'typebox';
@@ -15,7 +16,8 @@ export interface OpsOptions {
   queueReady: () => boolean;
 }
 
-export async function opsRoutes(app: FastifyInstance, opts: OpsOptions) {
+// fastify-plugin: the latency hook must see every route of the app, not only these.
+export const opsRoutes = fp(async function opsRoutes(app: FastifyInstance, opts: OpsOptions) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'herald_' });
   const http = new Histogram({
@@ -82,4 +84,4 @@ export async function opsRoutes(app: FastifyInstance, opts: OpsOptions) {
     ...common,
     schema: { operationId: 'metrics', tags: ['operations'], summary: 'Prometheus metrics', produces: ['text/plain'], response: { 200: Type.String({ description: 'Prometheus text format' }) } },
   }, async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
-}
+}, { name: 'herald-ops' });

