@@ -61,7 +61,7 @@ t.test('a bad or missing setting stops the server with one line naming it', asyn
 t.test('a fresh machine: npm start runs on an embedded PostgreSQL, prints the root token once, stops with grace', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'herald-fresh-'));
   const port = await freePort();
-  const first = start({ HERALD_DATA_DIR: dataDir, PORT: String(port) });
+  const first = start({ HERALD_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'info' });
   await waitFor(() => /Root token/.test(first.output()));
   const token = readFileSync(join(dataDir, 'root-token'), 'utf8').trim();
   t.match(first.output(), new RegExp(`REST API +http://127.0.0.1:${port}/v1`));
@@ -71,6 +71,9 @@ t.test('a fresh machine: npm start runs on an embedded PostgreSQL, prints the ro
   t.equal((await get(port, '/readyz')).status, 200);
   const ws = await fetch(`http://127.0.0.1:${port}/v1/workspaces`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{"name":"fresh"}' });
   t.equal(ws.status, 201);
+  t.match(first.output(), /"reqId":"[^"]+".*"url":"\/v1\/workspaces"/, 'request logs carry the request id');
+  t.equal(first.output().split(token).length - 1, 1, 'the root token appears once, in the banner, never in the request logs');
+  t.match(first.output(), /"authorization":"\[redacted\]"|"url":"\/v1\/workspaces"/);
   t.ok(existsSync(join(dataDir, 'pg', 'postmaster.pid')), 'the embedded PostgreSQL runs in the data dir');
   first.child.kill('SIGTERM');
   t.equal(await first.exited, 0, 'a clean exit on SIGTERM');
