@@ -4,6 +4,7 @@ import type { PgBoss } from 'pg-boss';
 import type { Config } from './config.ts';
 import type { Database, Db } from './db/client.ts';
 import type { EventHooks } from './modules/events/events.hooks.ts';
+import type { EventWriter } from './modules/events/events.writer.ts';
 
 export interface Clock {
   now(): Date;
@@ -18,4 +19,5 @@ export interface Deps {
   clock: Clock;
   config: Config;
   eventHooks: EventHooks;
+  eventWriter: EventWriter;
 }

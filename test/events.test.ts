@@ -137,3 +137,46 @@ t.test('"events of a customer, newest first" and "customers with event T since D
   t.notMatch(plans[0], /Sort/, 'no sort: the index gives newest first');
   t.match(plans[1], /Index (Only )?Scan using events_type_time_idx/);
 });
+
+t.test('group commit: concurrent posts share a transaction, never a failure', async (t) => {
+  const { EventWriter } = await import('../src/modules/events/events.writer.ts');
+  const { EventHooks } = await import('../src/modules/events/events.hooks.ts');
+  const a = await workspaceWithKey(app);
+  const b = await workspaceWithKey(app);
+  const hooks = new EventHooks();
+  const transactions = new Set<string>();
+  let failFor: string | null = null;
+  hooks.add(async (tx, ws) => {
+    transactions.add(String((await tx`select txid_current() as id`)[0]!.id));
+    if (ws === failFor) throw new Error('hook failed');
+  });
+  const writer = new EventWriter(sql, herald.clock, hooks, { maxInFlight: 1 });
+  const post = (workspaceId: string, events: object[]) => writer.write({ workspaceId, events: events as never, pointer: '' });
+
+  const results = await Promise.allSettled([
+    post(a.workspaceId, [{ externalId: 'g1', type: 'one' }]),
+    post(a.workspaceId, [{ externalId: 'g2', type: 'two' }]),
+    post(b.workspaceId, [{ externalId: 'g1', type: 'three' }]),
+    post(a.workspaceId, [{ customerId: '00000000-0000-4000-8000-000000000000', type: 'ghost' }]),
+    post(b.workspaceId, [{ externalId: 'g3', type: 'four', id: 'same' }]),
+    post(b.workspaceId, [{ externalId: 'g3', type: 'four', id: 'same' }]),
+  ]);
+  t.same(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+  t.match((results[3] as PromiseRejectedResult).reason, { status: 422, errors: [{ pointer: '/customerId' }] });
+  t.match((results[5] as PromiseFulfilledResult<unknown>).value, { accepted: 0, duplicates: 1 }, 'a client id repeated inside one transaction is stored once');
+  t.ok(transactions.size <= 2, `six posts, ${transactions.size} transactions (an idle writer flushes the first at once)`);
+  t.equal(await count('events', a.workspaceId), 2);
+  t.equal(await count('events', b.workspaceId), 2);
+  t.equal(await count('customers', a.workspaceId), 2, 'the refused post created no customer');
+
+  failFor = b.workspaceId;
+  const mixed = await Promise.allSettled([
+    post(a.workspaceId, [{ externalId: 'h1', type: 'fine' }]),
+    post(b.workspaceId, [{ externalId: 'h2', type: 'doomed' }]),
+    post(a.workspaceId, [{ externalId: 'h3', type: 'fine' }]),
+    post(a.workspaceId, [{ externalId: 'h4', type: 'fine' }]),
+  ]);
+  t.same(mixed.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled'], 'only the post whose hook failed fails');
+  t.equal(await count('events', a.workspaceId), 5);
+  t.equal((await sql`select count(*)::int as n from customers where workspace_id = ${b.workspaceId} and external_id = 'h2'`)[0]!.n, 0, 'nothing of it was written');
+});

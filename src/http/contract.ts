@@ -6,12 +6,14 @@ import { loadConfig } from '../config.ts';
 import { createDatabase } from '../db/client.ts';
 import { systemClock } from '../deps.ts';
 import { EventHooks } from '../modules/events/events.hooks.ts';
+import { EventWriter } from '../modules/events/events.writer.ts';
 
 export async function generateOpenApi(): Promise<object> {
   const config = { ...loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent' }), publicUrl: 'http://127.0.0.1:3000' };
   const url = 'postgres://contract@127.0.0.1:1/contract';
   const database = createDatabase(url, { max: 1 });
-  const deps = { database, db: database.db, boss: new PgBoss(url), clock: systemClock, config, eventHooks: new EventHooks() };
+  const eventHooks = new EventHooks();
+  const deps = { database, db: database.db, boss: new PgBoss(url), clock: systemClock, config, eventHooks, eventWriter: new EventWriter(database.sql, systemClock, eventHooks) };
   const app = await buildApp({ deps, rootToken: 'contract-only-token-0000000000', queueReady: () => false, logger: false });
   await app.ready();
   const doc = app.swagger();
