@@ -16,6 +16,10 @@ import { jobs } from './jobs/index.ts';
 import { customerRoutes } from './modules/customers/customers.routes.ts';
 import { eventRoutes } from './modules/events/events.routes.ts';
 import { importRoutes } from './modules/imports/imports.routes.ts';
+import { channelRoutes } from './modules/channels/channels.routes.ts';
+import { templateRoutes } from './modules/templates/templates.routes.ts';
+import { messageRoutes } from './modules/messages/messages.routes.ts';
+import { trackingRoutes } from './modules/tracking/tracking.routes.ts';
 import { workspaceRoutes } from './modules/workspaces/workspaces.routes.ts';
 import { opsRoutes } from './ops/ops.routes.ts';
 
@@ -75,7 +79,11 @@ export async function buildApp({ deps, rootToken, queueReady, logger = true }: B
       await customerRoutes(scope as unknown as App, deps);
       await eventRoutes(scope as unknown as App, deps);
       await importRoutes(scope as unknown as App, deps);
+      await templateRoutes(scope as unknown as App, deps);
+      await channelRoutes(scope as unknown as App, deps);
+      await messageRoutes(scope as unknown as App, deps);
     });
+    await app.register(async (scope) => trackingRoutes(scope as unknown as App, deps));
     await app.register(graphqlPlugin, { deps, graphiql: config.env !== 'production' });
   }
   return app;

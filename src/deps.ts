@@ -5,6 +5,7 @@ import type { Config } from './config.ts';
 import type { Database, Db } from './db/client.ts';
 import type { EventHooks } from './modules/events/events.hooks.ts';
 import type { EventWriter } from './modules/events/events.writer.ts';
+import type { Provider } from './providers/types.ts';
 
 export interface Clock {
   now(): Date;
@@ -20,4 +21,6 @@ export interface Deps {
   config: Config;
   eventHooks: EventHooks;
   eventWriter: EventWriter;
+  /** Providers by name (sendgrid, twilio, web_push, fcm, webhook, sandbox); tests may swap them. */
+  providers: Record<string, Provider>;
 }

@@ -7,13 +7,14 @@ import { createDatabase } from '../db/client.ts';
 import { systemClock } from '../deps.ts';
 import { EventHooks } from '../modules/events/events.hooks.ts';
 import { EventWriter } from '../modules/events/events.writer.ts';
+import { defaultProviders } from '../providers/index.ts';
 
 export async function generateOpenApi(): Promise<object> {
   const config = { ...loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent' }), publicUrl: 'http://127.0.0.1:3000' };
   const url = 'postgres://contract@127.0.0.1:1/contract';
   const database = createDatabase(url, { max: 1 });
   const eventHooks = new EventHooks();
-  const deps = { database, db: database.db, boss: new PgBoss(url), clock: systemClock, config, eventHooks, eventWriter: new EventWriter(database.sql, systemClock, eventHooks) };
+  const deps = { database, db: database.db, boss: new PgBoss(url), clock: systemClock, config, eventHooks, eventWriter: new EventWriter(database.sql, systemClock, eventHooks), providers: defaultProviders() };
   const app = await buildApp({ deps, rootToken: 'contract-only-token-0000000000', queueReady: () => false, logger: false });
   await app.ready();
   const doc = app.swagger();

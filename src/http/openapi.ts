@@ -10,9 +10,12 @@ import { ApiKey, CreatedApiKey, Workspace } from '../modules/workspaces/workspac
 import { Consent, Customer, CustomerDetail, PushSubscription } from '../modules/customers/customers.schemas.ts';
 import { Event, IngestResult } from '../modules/events/events.schemas.ts';
 import { Import } from '../modules/imports/imports.schemas.ts';
+import { Template, TemplatePreview } from '../modules/templates/templates.schemas.ts';
+import { ChannelConfig } from '../modules/channels/channels.schemas.ts';
+import { ActionTemplate, Message, TestSendResult, TimelineEntry } from '../modules/messages/messages.schemas.ts';
 
 /** Every schema that routes refer to by name. */
-export const componentSchemas: TSchema[] = [Problem, ApiKey, CreatedApiKey, Workspace, Customer, CustomerDetail, Consent, PushSubscription, IngestResult, Event, Import];
+export const componentSchemas: TSchema[] = [Problem, ApiKey, CreatedApiKey, Workspace, Customer, CustomerDetail, Consent, PushSubscription, IngestResult, Event, Import, Template, TemplatePreview, ChannelConfig, Message, ActionTemplate, TimelineEntry, TestSendResult];
 
 export const API_VERSION = '0.1.0';
 
@@ -20,6 +23,10 @@ const TAGS = [
   { name: 'workspaces', description: 'Tenants and their API keys (root token)' },
   { name: 'customers', description: 'Customer profiles, consents, push subscriptions and bulk imports' },
   { name: 'events', description: 'What customers did' },
+  { name: 'templates', description: 'Message templates per channel, with Liquid merge tags and immutable versions' },
+  { name: 'channel configs', description: 'Provider accounts per channel; secrets are encrypted at rest and never returned' },
+  { name: 'messages', description: 'Messages as sent, their action templates, and the customers who got them' },
+  { name: 'tracking', description: 'Open pixel, click redirects, unsubscribe, push beacons (signed tokens, no API key)' },
   { name: 'operations', description: 'Health, readiness, metrics' },
 ];
 

@@ -1,6 +1,7 @@
 // The queue table: every background job of Herald, in one place.
 import { importJob } from '../modules/imports/imports.job.ts';
 import { idempotencyCleanupJob } from '../http/idempotency.ts';
+import { sendJob } from '../modules/messages/send.worker.ts';
 import type { JobDefinition } from './queue.ts';
 
-export const jobs: JobDefinition<any>[] = [importJob, idempotencyCleanupJob];
+export const jobs: JobDefinition<any>[] = [importJob, idempotencyCleanupJob, sendJob];

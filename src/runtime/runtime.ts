@@ -10,6 +10,7 @@ import { jobs } from '../jobs/index.ts';
 import { createBoss, registerJobs } from '../jobs/queue.ts';
 import { EventHooks } from '../modules/events/events.hooks.ts';
 import { EventWriter } from '../modules/events/events.writer.ts';
+import { defaultProviders } from '../providers/index.ts';
 import { KEY_REVOKED_CHANNEL } from '../modules/workspaces/workspaces.service.ts';
 import { loadSecrets } from './data-dir-secrets.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded-postgres.ts';
@@ -47,7 +48,7 @@ export async function startRuntime(config: Config, options: RuntimeOptions = {})
     const clock = options.clock ?? systemClock;
     const eventHooks = new EventHooks();
     const eventWriter = new EventWriter(database.sql, clock, eventHooks);
-    const deps: Deps = { database, db: database.db, boss, clock, config: { ...config, secret: secrets.secret }, eventHooks, eventWriter };
+    const deps: Deps = { database, db: database.db, boss, clock, config: { ...config, secret: secrets.secret }, eventHooks, eventWriter, providers: defaultProviders() };
     await boss.start();
     queueReady = true;
     await registerJobs(boss, deps, config.role, jobs);

@@ -1,0 +1,155 @@
+import { sql } from 'drizzle-orm';
+import { foreignKey, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { customers } from './customers.ts';
+import { workspaces } from './workspaces.ts';
+
+/** A template's identity; its content lives in immutable versions. Deleted templates stay for the messages that used them. */
+export const templates = pgTable(
+  'templates',
+  {
+    workspaceId: uuid().notNull().references(() => workspaces.id, { onDelete: 'cascade' }),
+    id: uuid().notNull(),
+    name: text().notNull(),
+    channel: text().notNull(),
+    currentVersion: integer().notNull(),
+    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    deletedAt: timestamp({ withTimezone: true }),
+  },
+  (t) => [primaryKey({ columns: [t.workspaceId, t.id] }), index('templates_live_idx').on(t.workspaceId, t.id).where(sql`${t.deletedAt} is null`)],
+);
+
+export const templateVersions = pgTable(
+  'template_versions',
+  {
+    workspaceId: uuid().notNull(),
+    templateId: uuid().notNull(),
+    version: integer().notNull(),
+    content: jsonb().$type<Record<string, unknown>>().notNull(),
+    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.workspaceId, t.templateId, t.version] }),
+    foreignKey({ name: 'template_versions_template_fk', columns: [t.workspaceId, t.templateId], foreignColumns: [templates.workspaceId, templates.id] }).onDelete('cascade'),
+  ],
+);
+
+/** A provider account for one channel. Secrets are sealed with HERALD_SECRET (AES-256-GCM) and never returned. */
+export const channelConfigs = pgTable(
+  'channel_configs',
+  {
+    workspaceId: uuid().notNull().references(() => workspaces.id, { onDelete: 'cascade' }),
+    id: uuid().notNull(),
+    name: text().notNull(),
+    provider: text().notNull(),
+    channel: text().notNull(),
+    settings: jsonb().$type<Record<string, unknown>>().notNull(),
+    sealedSecrets: text(),
+    secretNames: text().array().notNull().default(sql`'{}'::text[]`),
+    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    deletedAt: timestamp({ withTimezone: true }),
+  },
+  (t) => [primaryKey({ columns: [t.workspaceId, t.id] })],
+);
+
+/**
+ * The outbox: one row per message, written in the same transaction as the decision to send.
+ * The unique key on (source, customer, step, entry) makes a retried decision harmless.
+ */
+export const messages = pgTable(
+  'messages',
+  {
+    workspaceId: uuid().notNull(),
+    id: uuid().notNull(),
+    customerId: uuid().notNull(),
+    channel: text().notNull(),
+    channelConfigId: uuid().notNull(),
+    templateId: uuid().notNull(),
+    templateVersion: integer().notNull(),
+    sourceType: text().notNull(),
+    sourceId: text().notNull(),
+    stepId: text().notNull().default(''),
+    entryId: text().notNull().default(''),
+    status: text().notNull(),
+    reason: text(),
+    toAddress: text(),
+    event: jsonb().$type<Record<string, unknown> | null>(),
+    rendered: jsonb().$type<Record<string, unknown> | null>(),
+    providerMessageId: text(),
+    attempts: integer().notNull().default(0),
+    nextAttemptAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+    sentAt: timestamp({ withTimezone: true }),
+    updatedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.workspaceId, t.id] }),
+    uniqueIndex('messages_once_idx').on(t.workspaceId, t.sourceType, t.sourceId, t.customerId, t.stepId, t.entryId),
+    // The send workers' queue: due rows of every workspace, oldest first.
+    index('messages_due_idx').on(t.nextAttemptAt).where(sql`${t.status} = 'queued'`),
+    index('messages_customer_idx').on(t.workspaceId, t.customerId, t.createdAt),
+    index('messages_provider_idx').on(t.workspaceId, t.providerMessageId).where(sql`${t.providerMessageId} is not null`),
+    // Deleting a customer deletes what was sent to them (and, through messages, what they did with it).
+    foreignKey({ name: 'messages_customer_fk', columns: [t.workspaceId, t.customerId], foreignColumns: [customers.workspaceId, customers.id] }).onDelete('cascade'),
+  ],
+);
+
+/** The action templates of a message source: sent, delivered, opened... generated per source. */
+export const actionTemplates = pgTable(
+  'action_templates',
+  {
+    workspaceId: uuid().notNull(),
+    id: uuid().notNull(),
+    sourceType: text().notNull(),
+    sourceId: text().notNull(),
+    kind: text().notNull(),
+    channel: text().notNull(),
+    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.workspaceId, t.id] }), uniqueIndex('action_templates_kind_idx').on(t.workspaceId, t.sourceType, t.sourceId, t.kind)],
+);
+
+/**
+ * An action template assigned to a customer for one message: at most once per (template, message),
+ * however often the provider repeats itself; repeated opens and clicks stay in message_events.
+ */
+export const customerActions = pgTable(
+  'customer_actions',
+  {
+    workspaceId: uuid().notNull(),
+    id: uuid().notNull(),
+    actionTemplateId: uuid().notNull(),
+    customerId: uuid().notNull(),
+    messageId: uuid().notNull(),
+    occurredAt: timestamp({ withTimezone: true }).notNull(),
+    touchpoint: jsonb().$type<Record<string, unknown>>().notNull().default({}),
+  },
+  (t) => [
+    primaryKey({ columns: [t.workspaceId, t.id] }),
+    uniqueIndex('customer_actions_once_idx').on(t.workspaceId, t.actionTemplateId, t.messageId),
+    index('customer_actions_customer_idx').on(t.workspaceId, t.customerId, t.occurredAt),
+    index('customer_actions_template_idx').on(t.workspaceId, t.actionTemplateId, t.occurredAt),
+    foreignKey({ name: 'customer_actions_message_fk', columns: [t.workspaceId, t.messageId], foreignColumns: [messages.workspaceId, messages.id] }).onDelete('cascade'),
+  ],
+);
+
+/** Everything that happened to a message (provider events, opens, clicks), deduplicated by the provider's event id. */
+export const messageEvents = pgTable(
+  'message_events',
+  {
+    workspaceId: uuid().notNull(),
+    id: uuid().notNull(),
+    messageId: uuid().notNull(),
+    kind: text().notNull(),
+    occurredAt: timestamp({ withTimezone: true }).notNull(),
+    providerEventId: text(),
+    data: jsonb().$type<Record<string, unknown>>().notNull().default({}),
+  },
+  (t) => [
+    primaryKey({ columns: [t.workspaceId, t.id] }),
+    uniqueIndex('message_events_provider_idx').on(t.workspaceId, t.providerEventId).where(sql`${t.providerEventId} is not null`),
+    index('message_events_message_idx').on(t.workspaceId, t.messageId, t.occurredAt),
+    foreignKey({ name: 'message_events_message_fk', columns: [t.workspaceId, t.messageId], foreignColumns: [messages.workspaceId, messages.id] }).onDelete('cascade'),
+  ],
+);

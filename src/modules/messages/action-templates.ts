@@ -1,0 +1,54 @@
+// Action templates (maestra-action-templates.md): every message source gets the templates that
+// fit its channel, and a customer is assigned one each time a message's status changes for them.
+import type { Sql, TransactionSql } from 'postgres';
+import { newId } from '../../ids.ts';
+
+export const ACTION_KINDS: Record<string, readonly string[]> = {
+  email: ['sent', 'delivered', 'opened', 'clicked', 'unsubscribed', 'forwarded', 'bounced', 'complained', 'not_sent', 'failed'],
+  sms: ['sent', 'delivered', 'clicked', 'unsubscribed', 'not_sent', 'failed'],
+  web_push: ['sent', 'delivered', 'opened', 'clicked', 'not_sent', 'failed'],
+  mobile_push: ['sent', 'delivered', 'opened', 'clicked', 'not_sent', 'failed'],
+  webhook: ['sent', 'not_sent', 'failed'],
+};
+
+export interface Source {
+  workspaceId: string;
+  sourceType: string;
+  sourceId: string;
+  channel: string;
+}
+
+/** Generates the action templates of the given sources (idempotent). */
+export async function ensureActionTemplates(sql: Sql | TransactionSql, sources: Source[]): Promise<void> {
+  const rows = sources.flatMap((s) => (ACTION_KINDS[s.channel] ?? []).map((kind) => ({ workspace_id: s.workspaceId, id: newId(), source_type: s.sourceType, source_id: s.sourceId, kind, channel: s.channel })));
+  if (rows.length === 0) return;
+  await sql`
+    insert into action_templates (workspace_id, id, source_type, source_id, kind, channel)
+    select r.workspace_id, r.id, r.source_type, r.source_id, r.kind, r.channel
+    from json_to_recordset(${JSON.stringify(rows)}::json) as r(workspace_id uuid, id uuid, source_type text, source_id text, kind text, channel text)
+    on conflict (workspace_id, source_type, source_id, kind) do nothing`;
+}
+
+export interface Assignment {
+  workspaceId: string;
+  messageId: string;
+  kind: string;
+  occurredAt: Date;
+  touchpoint?: Record<string, unknown>;
+}
+
+/** Assigns action templates for messages, at most once per (template, message); returns how many were new. */
+export async function assignActions(sql: Sql | TransactionSql, items: Assignment[]): Promise<number> {
+  if (items.length === 0) return 0;
+  const rows = items.map((a) => ({ workspace_id: a.workspaceId, id: newId(), message_id: a.messageId, kind: a.kind, occurred_at: a.occurredAt.toISOString(), touchpoint: a.touchpoint ?? {} }));
+  const inserted = await sql`
+    insert into customer_actions (workspace_id, id, action_template_id, customer_id, message_id, occurred_at, touchpoint)
+    select r.workspace_id, r.id, at.id, m.customer_id, m.id, r.occurred_at, r.touchpoint
+    from json_to_recordset(${JSON.stringify(rows)}::json)
+      as r(workspace_id uuid, id uuid, message_id uuid, kind text, occurred_at timestamptz, touchpoint jsonb)
+    join messages m on m.workspace_id = r.workspace_id and m.id = r.message_id
+    join action_templates at on at.workspace_id = m.workspace_id and at.source_type = m.source_type and at.source_id = m.source_id and at.kind = r.kind
+    on conflict (workspace_id, action_template_id, message_id) do nothing
+    returning 1`;
+  return inserted.length;
+}

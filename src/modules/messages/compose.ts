@@ -1,0 +1,84 @@
+// From rendered template fields to what a provider sends: email HTML gets its open pixel and
+// signed click links and the one-click unsubscribe headers (RFC 8058); every channel gets the
+// links that bring its events back to Herald.
+import { signToken, type TokenKind } from '../tracking/tokens.ts';
+import { addTracking } from '../templates/tracking-html.ts';
+import type { TemplateChannel } from '../templates/templates.schemas.ts';
+import type { Payload } from '../../providers/types.ts';
+
+export interface TrackingUrls {
+  unsubscribe: string;
+  view: string;
+  forward: string;
+  open: string;
+  push: string;
+  click: (index: number) => string;
+}
+
+export function trackingUrls(publicUrl: string, secret: string, workspaceId: string, messageId: string): TrackingUrls {
+  const url = (path: string, kind: TokenKind, link = 0) => `${publicUrl}/t/${path}/${signToken(secret, { workspaceId, messageId, kind, link })}`;
+  return {
+    unsubscribe: url('u', 'unsubscribe'),
+    view: url('v', 'view'),
+    forward: url('f', 'forward'),
+    open: url('o', 'open'),
+    push: url('p', 'push'),
+    click: (index) => url('c', 'click', index),
+  };
+}
+
+interface ComposeInput {
+  channel: TemplateChannel;
+  content: Record<string, unknown>;
+  values: Record<string, string>;
+  settings: Record<string, unknown>;
+  address: string;
+  subscription: { endpoint: string; keys: { p256dh: string; auth: string } | null } | null;
+  urls: TrackingUrls;
+  publicUrl: string;
+  channelConfigId: string;
+}
+
+/** The payload for the provider and the content as sent (what "view" shows), or why it cannot be sent. */
+export function composePayload(input: ComposeInput): { payload: Payload; rendered: Record<string, unknown> } | { error: string } {
+  const { values: v, content, settings, urls } = input;
+  switch (input.channel) {
+    case 'email': {
+      const from = (content.from as { email: string; name?: string } | undefined) ?? { email: String(settings.fromEmail ?? ''), ...(settings.fromName ? { name: String(settings.fromName) } : {}) };
+      if (!from.email) return { error: 'channel_config_missing' };
+      let html: string | undefined;
+      let links: string[] = [];
+      if (v.html !== undefined) ({ html, links } = addTracking(v.html, { openPixelUrl: urls.open, clickUrl: (i) => urls.click(i), ...(v.preheader ? { preheader: v.preheader } : {}) }));
+      const replyTo = (content.replyTo as string | undefined) ?? (settings.replyTo as string | undefined);
+      const payload: Payload = {
+        kind: 'email', to: input.address, from, subject: v.subject ?? '',
+        ...(replyTo ? { replyTo } : {}), ...(html !== undefined ? { html } : {}), ...(v.text !== undefined ? { text: v.text } : {}),
+        headers: { 'List-Unsubscribe': `<${urls.unsubscribe}>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' },
+      };
+      return { payload, rendered: { subject: payload.subject, from, ...(replyTo ? { replyTo } : {}), ...(v.preheader ? { preheader: v.preheader } : {}), ...(html !== undefined ? { html } : {}), ...(v.text !== undefined ? { text: v.text } : {}), links } };
+    }
+    case 'sms': {
+      const text = v.text ?? '';
+      if (!text.trim()) return { error: 'render_error: the text is empty' };
+      return { payload: { kind: 'sms', to: input.address, text, statusCallbackUrl: `${input.publicUrl}/webhooks/sms/${input.channelConfigId}` }, rendered: { text } };
+    }
+    case 'web_push':
+    case 'mobile_push': {
+      const data = Object.fromEntries(Object.entries(v).filter(([key]) => key.startsWith('data/')).map(([key, value]) => [key.slice(5), value]));
+      // The click URL is kept for the redirect; the device is sent the beacon that records the click first.
+      const links = v.clickUrl ? [v.clickUrl] : [];
+      const payload: Payload = {
+        kind: input.channel, to: { endpoint: input.address, keys: input.subscription?.keys ?? null }, title: v.title ?? '', body: v.body ?? '',
+        ...(v.imageUrl ? { imageUrl: v.imageUrl } : {}), ...(v.clickUrl ? { clickUrl: urls.click(0) } : {}),
+        data: { ...data, herald_receipt_url: urls.push },
+      };
+      return { payload, rendered: { title: payload.title, body: payload.body, ...(v.imageUrl ? { imageUrl: v.imageUrl } : {}), ...(v.clickUrl ? { clickUrl: v.clickUrl } : {}), data, links } };
+    }
+    case 'webhook': {
+      const headers = Object.fromEntries(Object.entries(v).filter(([key]) => key.startsWith('headers/')).map(([key, value]) => [key.slice(8), value]));
+      const method = String(content.method ?? 'POST');
+      const payload: Payload = { kind: 'webhook', method, url: v.url ?? '', headers, ...(v.body !== undefined ? { body: v.body } : {}) };
+      return { payload, rendered: { method, url: payload.url, headers, ...(v.body !== undefined ? { body: v.body } : {}) } };
+    }
+  }
+}

@@ -1,0 +1,126 @@
+// Read models of messaging: a message as sent ("view"), the action templates of a source with
+// their counts, the customers that got one ("same actions"), and a customer's timeline.
+import type { Deps } from '../../deps.ts';
+import { invalid, notFound } from '../../http/errors.ts';
+import { decodeCursor, pageOf } from '../../http/pagination.ts';
+import { newId } from '../../ids.ts';
+import { loadChannelConfig } from '../channels/channels.service.ts';
+import { getCustomer } from '../customers/customers.service.ts';
+import { compileFields, customerContext, TemplateError } from '../templates/render.ts';
+import { getTemplate, liquidFields } from '../templates/templates.service.ts';
+import { composePayload, trackingUrls } from './compose.ts';
+import type { ActionTemplate, Message, TestSendBody, TestSendResult, TimelineEntry, TimelineQuery } from './messages.schemas.ts';
+
+type D = Pick<Deps, 'database'>;
+
+export async function getMessage(deps: D, workspaceId: string, id: string): Promise<Message> {
+  const { sql } = deps.database;
+  const [m] = await sql`select * from messages where workspace_id = ${workspaceId} and id = ${id}`;
+  if (!m) throw notFound('Message');
+  const events = await sql<{ kind: string; occurred_at: Date; data: Record<string, unknown> }[]>`
+    select kind, occurred_at, data from message_events where workspace_id = ${workspaceId} and message_id = ${id} order by occurred_at, id`;
+  return {
+    id: m.id, customerId: m.customer_id, channel: m.channel, channelConfigId: m.channel_config_id, templateId: m.template_id, templateVersion: m.template_version,
+    source: { type: m.source_type, id: m.source_id, stepId: m.step_id, entryId: m.entry_id },
+    status: m.status, reason: m.reason, toAddress: m.to_address, providerMessageId: m.provider_message_id, attempts: m.attempts, rendered: m.rendered,
+    createdAt: m.created_at.toISOString(), sentAt: m.sent_at?.toISOString() ?? null, updatedAt: m.updated_at.toISOString(),
+    events: events.map((e) => ({ kind: e.kind, occurredAt: e.occurred_at.toISOString(), data: e.data })),
+  };
+}
+
+export async function listActionTemplates(deps: D, workspaceId: string, sourceType: string, sourceId: string): Promise<ActionTemplate[]> {
+  const rows = await deps.database.sql<{ id: string; source_type: string; source_id: string; kind: string; channel: string; created_at: Date; customers: number }[]>`
+    select at.*, (select count(distinct ca.customer_id)::int from customer_actions ca where ca.workspace_id = at.workspace_id and ca.action_template_id = at.id) as customers
+    from action_templates at where at.workspace_id = ${workspaceId} and at.source_type = ${sourceType} and at.source_id = ${sourceId}
+    order by array_position(array['sent','delivered','opened','clicked','unsubscribed','forwarded','bounced','complained','not_sent','failed'], at.kind)`;
+  return rows.map((r) => ({ id: r.id, sourceType: r.source_type, sourceId: r.source_id, kind: r.kind, channel: r.channel, customers: r.customers, createdAt: r.created_at.toISOString() }));
+}
+
+export async function actionTemplateCustomers(deps: D, workspaceId: string, id: string, q: { limit?: number; cursor?: string }) {
+  const { sql } = deps.database;
+  const [exists] = await sql`select 1 from action_templates where workspace_id = ${workspaceId} and id = ${id}`;
+  if (!exists) throw notFound('Action template');
+  const limit = q.limit ?? 50;
+  const after = decodeCursor(q.cursor, ['string', 'string']);
+  const rows = await sql<{ id: string; customer_id: string; external_id: string | null; email: string | null; message_id: string; occurred_at: Date; touchpoint: Record<string, unknown> }[]>`
+    select ca.id, ca.customer_id, c.external_id, c.email, ca.message_id, ca.occurred_at, ca.touchpoint
+    from customer_actions ca join customers c on c.workspace_id = ca.workspace_id and c.id = ca.customer_id
+    where ca.workspace_id = ${workspaceId} and ca.action_template_id = ${id}
+      ${after ? sql`and (ca.occurred_at, ca.id) < (${new Date(after[0] as string)}, ${after[1] as string})` : sql``}
+    order by ca.occurred_at desc, ca.id desc limit ${limit + 1}`;
+  const page = pageOf(rows, limit, (r) => [r.occurred_at.toISOString(), r.id]);
+  return {
+    data: page.data.map((r) => ({ customerId: r.customer_id, externalId: r.external_id, email: r.email, messageId: r.message_id, occurredAt: r.occurred_at.toISOString(), touchpoint: r.touchpoint })),
+    nextCursor: page.nextCursor,
+  };
+}
+
+/** Events, messages and action templates of a customer, merged newest first. */
+export async function customerTimeline(deps: D, workspaceId: string, customerId: string, q: TimelineQuery) {
+  const { sql } = deps.database;
+  const [exists] = await sql`select 1 from customers where workspace_id = ${workspaceId} and id = ${customerId}`;
+  if (!exists) throw notFound('Customer');
+  const limit = q.limit ?? 50;
+  const after = decodeCursor(q.cursor, ['string', 'string']);
+  const kinds = new Set((q.kinds ?? 'event,message,action').split(','));
+  const before = after ? sql`and (at, id) < (${new Date(after[0] as string)}, ${after[1] as string}::uuid)` : sql``;
+  const branches = [
+    kinds.has('event') && sql`select 'event' as kind, id, occurred_at as at, jsonb_build_object('type', type, 'properties', properties) as data
+      from events where workspace_id = ${workspaceId} and customer_id = ${customerId}`,
+    kinds.has('message') && sql`select 'message', id, created_at, jsonb_build_object('channel', channel, 'status', status, 'reason', reason, 'templateId', template_id,
+        'source', jsonb_build_object('type', source_type, 'id', source_id, 'stepId', step_id, 'entryId', entry_id))
+      from messages where workspace_id = ${workspaceId} and customer_id = ${customerId}`,
+    kinds.has('action') && sql`select 'action', ca.id, ca.occurred_at, jsonb_build_object('kind', at.kind, 'messageId', ca.message_id, 'sourceType', at.source_type, 'sourceId', at.source_id, 'touchpoint', ca.touchpoint)
+      from customer_actions ca join action_templates at on at.workspace_id = ca.workspace_id and at.id = ca.action_template_id
+      where ca.workspace_id = ${workspaceId} and ca.customer_id = ${customerId}`,
+  ].filter((b) => b !== false);
+  const union = branches.reduce((acc, b) => sql`${acc} union all ${b}`);
+  const rows = await sql<{ kind: TimelineEntry['kind']; id: string; at: Date; data: Record<string, unknown> }[]>`
+    select * from (${union}) t(kind, id, at, data) where true ${before} order by at desc, id desc limit ${limit + 1}`;
+  const page = pageOf(rows, limit, (r) => [r.at.toISOString(), r.id]);
+  return { data: page.data.map((r) => ({ kind: r.kind, id: r.id, at: r.at.toISOString(), data: r.data })), nextCursor: page.nextCursor };
+}
+
+/** Renders a template and sends it to one address through a channel config, now; nothing is recorded. */
+export async function testSend(deps: Pick<Deps, 'db' | 'database' | 'config' | 'providers'>, workspaceId: string, templateId: string, body: TestSendBody): Promise<TestSendResult> {
+  const template = await getTemplate(deps, workspaceId, templateId, body.version);
+  const config = await loadChannelConfig(deps, workspaceId, body.channelConfigId);
+  if (config.channel !== template.channel) {
+    throw invalid('The channel config is for another channel', [{ pointer: '/channelConfigId', detail: `is a ${config.channel} config; the template is for ${template.channel}` }]);
+  }
+  const customer = body.customerId ? await getCustomer(deps, workspaceId, body.customerId) : null;
+  const [version] = await deps.database.sql<{ content: Record<string, unknown> }[]>`
+    select content from template_versions where workspace_id = ${workspaceId} and template_id = ${templateId} and version = ${template.version}`;
+  const { compiledHtml, ...content } = version!.content;
+  const urls = trackingUrls(deps.config.publicUrl, deps.config.secret!, workspaceId, newId());
+  let values: Record<string, string>;
+  try {
+    values = await compileFields(liquidFields(template.channel, typeof compiledHtml === 'string' ? { ...content, html: compiledHtml } : content)).render({
+      customer: customer ? customerContext(customer) : (body.sample?.customer ?? {}),
+      event: body.sample?.event,
+      unsubscribe_url: urls.unsubscribe, view_url: urls.view, forward_url: urls.forward,
+      timeZone: customer?.timeZone ?? 'UTC',
+    });
+  } catch (error) {
+    if (error instanceof TemplateError) throw invalid('The template could not be rendered', [{ pointer: `/content/${error.field}`, detail: error.message }]);
+    throw error;
+  }
+  const composed = composePayload({
+    channel: template.channel, content, values, settings: config.settings, address: body.to,
+    subscription: body.keys ? { endpoint: body.to, keys: body.keys } : null, urls, publicUrl: deps.config.publicUrl, channelConfigId: config.id,
+  });
+  if ('error' in composed) throw invalid(`The message cannot be sent: ${composed.error}`);
+  const provider = deps.providers[config.provider];
+  if (!provider) throw invalid(`No provider ${config.provider} in this build`);
+  const [workspace] = await deps.database.sql<{ settings: Record<string, unknown> }[]>`select settings from workspaces where id = ${workspaceId}`;
+  const outcome = await provider.send({
+    messageId: `test-${newId()}`, workspaceId, payload: composed.payload, settings: config.settings, secrets: config.secrets,
+    allowPrivateTargets: workspace?.settings.allowPrivateNetworkTargets === true, signal: AbortSignal.timeout(15_000),
+  });
+  return {
+    outcome: outcome.kind,
+    providerMessageId: outcome.kind === 'sent' ? outcome.providerMessageId : null,
+    reason: 'reason' in outcome ? outcome.reason : null,
+    rendered: composed.rendered,
+  };
+}

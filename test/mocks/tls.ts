@@ -1,0 +1,24 @@
+// A fixed, self-signed TLS certificate for 127.0.0.1, ::1 and localhost (valid 2000-2199), for mocks
+// whose real clients only speak HTTPS (the web-push package). Test-only: the key is public on purpose.
+// Trust it with `new https.Agent({ ca: MOCK_TLS.cert })`, or NODE_EXTRA_CA_CERTS for a child process.
+export const MOCK_TLS = {
+  key: `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgyg+IncnH1EertlQO
+ERk22vD/w+FQWAydgqv7xqqW7dOhRANCAAQpHDr408I8c4yHWsVE+yRTdhxy5Y0z
+4OH0Lnl2/3xE23ZZMosCiJD0Dsy4A3XGbGVkr2T+N1xJX3V0gVx2Re0b
+-----END PRIVATE KEY-----
+`,
+  cert: `-----BEGIN CERTIFICATE-----
+MIIBsDCCAVagAwIBAgIBATAKBggqhkjOPQQDAjAcMRowGAYDVQQDDBFoZXJhbGQt
+dGVzdC1tb2NrczAgFw0wMDAxMDEwMDAwMDBaGA8yMTk5MTIzMTIzNTk1OVowHDEa
+MBgGA1UEAwwRaGVyYWxkLXRlc3QtbW9ja3MwWTATBgcqhkjOPQIBBggqhkjOPQMB
+BwNCAAQpHDr408I8c4yHWsVE+yRTdhxy5Y0z4OH0Lnl2/3xE23ZZMosCiJD0Dsy4
+A3XGbGVkr2T+N1xJX3V0gVx2Re0bo4GGMIGDMCwGA1UdEQQlMCOHBH8AAAGHEAAA
+AAAAAAAAAAAAAAAAAAGCCWxvY2FsaG9zdDAPBgNVHRMBAf8EBTADAQH/MA4GA1Ud
+DwEB/wQEAwIChDATBgNVHSUEDDAKBggrBgEFBQcDATAdBgNVHQ4EFgQU4VM33uL3
+4j0YqkV25jW1eL7acMYwCgYIKoZIzj0EAwIDSAAwRQIgcgPySjLX6/KCYXHmW2yl
+H8kbzq9lMZnSTBTFigucsmICIQCwX3jbjz9EWTQXtFFua8fa2mcAIHKukPWd2kef
+mwQHag==
+-----END CERTIFICATE-----
+`,
+} as const;
