@@ -80,7 +80,7 @@ t.test('bad configs are refused with pointers; other workspaces see nothing', as
   t.match(sid.json().errors, [{ pointer: '/settings/accountSid' }]);
   const created = await call('POST', '/v1/channel-configs', { name: 'mine', provider: 'sandbox', channel: 'email' });
   const id = created.json().id;
-  const badPut = await call('PUT', `/v1/channel-configs/${id}`, { settings: { fromEmail: 'a@b.c' } });
+  const badPut = await call('PUT', `/v1/channel-configs/${id}`, { settings: { accountSid: `AC${'a'.repeat(32)}` } });
   t.equal(badPut.statusCode, 400, 'settings of another provider');
   const stranger = await workspaceWithKey(app);
   t.equal((await stranger.call('GET', `/v1/channel-configs/${id}`)).statusCode, 404);

@@ -41,6 +41,7 @@ const HELP = 'http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html
 type SgError = { message: string; field: string | null; help: string | null };
 const errors = (status: number, list: SgError[]): Reply => ({ status, body: { errors: list } });
 const plain = (message: string): SgError => ({ message, field: null, help: null });
+const FAULT_MESSAGES: Record<number, string> = { 401: 'The provided authorization grant is invalid, expired, or revoked', 403: 'access forbidden', 413: 'Payload Too Large', 429: 'too many requests' };
 const EMAIL = /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$/;
 
 function validate(mail: Record<string, unknown>): SgError[] {
@@ -95,8 +96,7 @@ export async function startSendGridMock(options: SendGridMockOptions = {}): Prom
   const messages: SendGridRecord[] = [];
   const base = await startServer({
     faults: options.faults,
-    faultReply: (status) =>
-      errors(status, [status === 429 ? { field: null, message: 'too many requests', help: null } : plain(status >= 500 ? 'Internal Server Error' : 'Bad Request')]),
+    faultReply: (status) => errors(status, [plain(FAULT_MESSAGES[status] ?? (status >= 500 ? 'Internal Server Error' : 'Bad Request'))]),
     handler(req, body) {
       if (req.method !== 'POST' || req.url !== '/v3/mail/send') return errors(404, [plain('Not Found')]);
       if (req.headers.authorization !== expected) return errors(401, [plain('The provided authorization grant is invalid, expired, or revoked')]);
@@ -106,7 +106,7 @@ export async function startSendGridMock(options: SendGridMockOptions = {}): Prom
       if (problems.length > 0) return errors(400, problems);
       const id = randomBase64url(16);
       if (record) messages.push({ id, body: parsed.value as SendGridMail, headers: req.headers });
-      return { status: 202, headers: { 'x-message-id': id } };
+      return { status: 202, headers: { 'X-Message-Id': id } };
     },
   });
   return Object.assign(base, { apiKey, messages });

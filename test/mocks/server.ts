@@ -4,7 +4,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { randomFillSync } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 
 /**
  * Fault injection, mutable at any time (`mock.faults.status = 503; mock.faults.times = 2`).
@@ -124,7 +124,10 @@ export async function startServer(options: ServerOptions): Promise<MockServer> {
       if (fault.delayMs) await sleep(fault.delayMs);
       if (fault.reset) {
         counts.faulted++;
-        return void req.socket.resetAndDestroy();
+        // A TLS socket has no TCP handle of its own: reset the TCP socket under it (Node keeps it as _parent).
+        const socket = req.socket as Socket & { _parent?: Socket };
+        (socket._parent ?? socket).resetAndDestroy();
+        return void socket.destroy();
       }
       if (fault.status !== undefined) {
         counts.faulted++;
@@ -145,9 +148,18 @@ export async function startServer(options: ServerOptions): Promise<MockServer> {
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      handle(req, res, body, fault).catch((err: unknown) => {
+      const failed = (err: unknown) => {
         if (!res.headersSent && !res.destroyed) writeReply(res, { status: 500, body: { error: String(err) } });
-      });
+      };
+      if (fault) return void handle(req, res, body, fault).catch(failed);
+      // The hot path: synchronous, no promise unless the handler returns one.
+      try {
+        const reply = options.handler(req, body);
+        if (reply instanceof Promise) reply.then((r) => answer(res, r), failed);
+        else answer(res, reply);
+      } catch (err) {
+        failed(err);
+      }
     });
   };
 

@@ -66,10 +66,12 @@ export interface TwilioMock extends MockServer {
 
 /** X-Twilio-Signature: base64 HMAC-SHA1(authToken, url + each param name+value, sorted by name). */
 export function twilioSignature(authToken: string, url: string, params: Record<string, string | string[]> | URLSearchParams = {}): string {
-  const entries: Array<[string, string]> = params instanceof URLSearchParams ? [...params] : Object.entries(params).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x): [string, string] => [k, x]) : [[k, v] as [string, string]]));
-  entries.sort(([ka, va], [kb, vb]) => (ka < kb ? -1 : ka > kb ? 1 : va < vb ? -1 : va > vb ? 1 : 0));
+  const byName = new Map<string, Set<string>>();
+  const entries = params instanceof URLSearchParams ? [...params] : Object.entries(params).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => [k, x] as const) : [[k, v] as const]));
+  for (const [k, v] of entries) byName.set(k, (byName.get(k) ?? new Set()).add(v));
   let data = url;
-  for (const [k, v] of entries) data += k + v;
+  // Names sorted; a repeated name contributes each distinct value once, values sorted (as Twilio's SDKs do).
+  for (const k of [...byName.keys()].sort()) for (const v of [...byName.get(k)!].sort()) data += k + v;
   return createHmac('sha1', authToken).update(Buffer.from(data, 'utf8')).digest('base64');
 }
 
@@ -144,7 +146,10 @@ export async function startTwilioMock(options: TwilioMockOptions = {}): Promise<
 
   const base = await startServer({
     faults: options.faults,
-    faultReply: (status) => (status === 429 ? twilioError(429, 20429, 'Too Many Requests') : status >= 500 ? twilioError(status, 20500, 'Internal Server Error') : twilioError(status, 20001, 'Bad Request')),
+    faultReply: (status) => {
+      const [code, message] = ({ 401: [20003, 'Authenticate'], 404: [20404, 'The requested resource was not found'], 429: [20429, 'Too Many Requests'] } as Record<number, [number, string]>)[status] ?? (status >= 500 ? [20500, 'Internal Server Error'] : [20001, 'Bad Request']);
+      return twilioError(status, code, message);
+    },
     handler(req, body) {
       if (req.headers.authorization !== expectedAuth) return twilioError(401, 20003, 'Authenticate');
       const url = req.url ?? '';

@@ -170,7 +170,7 @@ export async function startWebPushMock(options: WebPushMockOptions = {}): Promis
         }
       }
       messages.push(rec);
-      return { status: 201, headers: { location: `${origin}/m/${messageId}`, ttl: ttlHeader } };
+      return { status: 201, headers: { Location: `${origin}/m/${messageId}`, TTL: ttlHeader } };
     },
   });
   origin = base.url;

@@ -54,7 +54,10 @@ export const ProviderSchemas = {
     secrets: Type.Object({ signingSecret: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9+/=]{24,200}$', description: 'Standard Webhooks secret; generated when omitted' })) }, { additionalProperties: false }),
   },
   sandbox: {
-    settings: Type.Object({}, { additionalProperties: false }),
+    settings: Type.Object(
+      { fromEmail: Type.Optional(Type.String({ format: 'email', maxLength: 320 })), fromName: Type.Optional(Type.String({ maxLength: 200 })) },
+      { additionalProperties: false, description: 'An email sandbox may name a sender, like a real email config' },
+    ),
     secrets: Type.Object({}, { additionalProperties: false }),
   },
 } as const;

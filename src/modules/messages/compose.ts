@@ -45,7 +45,7 @@ export function composePayload(input: ComposeInput): { payload: Payload; rendere
   switch (input.channel) {
     case 'email': {
       const from = (content.from as { email: string; name?: string } | undefined) ?? { email: String(settings.fromEmail ?? ''), ...(settings.fromName ? { name: String(settings.fromName) } : {}) };
-      if (!from.email) return { error: 'channel_config_missing' };
+      if (!from.email) return { error: 'no_sender' };
       let html: string | undefined;
       let links: string[] = [];
       if (v.html !== undefined) ({ html, links } = addTracking(v.html, { openPixelUrl: urls.open, clickUrl: (i) => urls.click(i), ...(v.preheader ? { preheader: v.preheader } : {}) }));

@@ -13,6 +13,6 @@ export const STATUS_RANK: Record<MessageStatus, number> = {
 
 export const NotSentReason = {
   unsubscribed: 'unsubscribed', no_address: 'no_address', frequency_capped: 'frequency_capped', quiet_hours: 'quiet_hours',
-  render_error: 'render_error', provider_rejected: 'provider_rejected', channel_config_missing: 'channel_config_missing',
+  render_error: 'render_error', provider_rejected: 'provider_rejected', channel_config_missing: 'channel_config_missing', no_sender: 'no_sender',
 } as const;
 export type NotSentReason = (typeof NotSentReason)[keyof typeof NotSentReason];

@@ -75,6 +75,13 @@ function liquidError(error: TemplateError): FieldError {
   return { pointer: `/content/${error.field}`, detail: `${where}${error.message}` };
 }
 
+/** JSON with sorted keys: jsonb does not keep the order it was given. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  return JSON.stringify(value);
+}
+
 type TemplateRow = typeof templates.$inferSelect;
 type VersionRow = typeof templateVersions.$inferSelect;
 
@@ -161,7 +168,7 @@ export async function updateTemplate(deps: D, workspaceId: string, id: string, b
     const t = await liveTemplate(tx, workspaceId, id, true);
     const latest = await versionOf(tx, workspaceId, id, t.currentVersion);
     let version = latest;
-    if (prepared && JSON.stringify(prepared.content) !== JSON.stringify(latest.content)) {
+    if (prepared && canonical(prepared.content) !== canonical(latest.content)) {
       [version] = await tx.insert(templateVersions).values({ workspaceId, templateId: id, version: t.currentVersion + 1, content: prepared.content, createdAt: now }).returning() as [VersionRow];
     }
     const [updated] = await tx

@@ -1,0 +1,225 @@
+// The send pipeline end to end: outbox, re-checks before sending, provider outcomes and their
+// retry rules, action templates, tracking, and the read models.
+import t from 'tap';
+import { enqueueMessages, type NewMessage } from '../src/modules/messages/outbox.ts';
+import { applyMessageEvents } from '../src/modules/messages/message-events.ts';
+import { MAX_ATTEMPTS, recoverAbandoned, sendDueMessages, sendJob } from '../src/modules/messages/send.worker.ts';
+import { registerJobs } from '../src/jobs/queue.ts';
+import type { Provider, SendOutcome, SendRequest } from '../src/providers/types.ts';
+import { sandboxProvider } from '../src/providers/sandbox.ts';
+import { newId } from '../src/ids.ts';
+import { caller, eventually, startHerald, workspaceWithKey } from './helpers/app.ts';
+
+// Role api: no background workers, so each test drives the send loop itself with the test clock.
+const herald = await startHerald(t, { HERALD_ROLE: 'api' });
+const { app, runtime } = herald;
+const { deps } = runtime;
+const { sql } = deps.database;
+
+/** A provider that answers what the test scripts, and records what it was asked. */
+function scripted(outcomes: SendOutcome[]): Provider & { requests: SendRequest[] } {
+  const requests: SendRequest[] = [];
+  return {
+    requests,
+    async send(request) {
+      requests.push(request);
+      return outcomes.length > 1 ? outcomes.shift()! : (outcomes[0] ?? { kind: 'sent', providerMessageId: 'x' });
+    },
+  };
+}
+
+async function setup(channel: 'email' | 'sms' | 'web_push' = 'email') {
+  const ws = await workspaceWithKey(app);
+  const config = (await ws.call('POST', '/v1/channel-configs', { name: 'sandbox', provider: 'sandbox', channel, ...(channel === 'email' ? { settings: { fromEmail: 'shop@acme.example' } } : {}) })).json().id as string;
+  const content = channel === 'email'
+    ? { subject: 'Hi {{ customer.first_name | default: "there" }}', html: '<html><body><p>Total {{ event.total }}</p><a href="https://shop.example/cart?a=1&amp;b=2">cart</a><a href="{{ unsubscribe_url }}">unsubscribe</a></body></html>', text: 'Total {{ event.total }}' }
+    : channel === 'sms' ? { text: 'Code {{ event.code }}' } : { title: 'Hi', body: 'Sale', clickUrl: 'https://shop.example/sale' };
+  const template = (await ws.call('POST', '/v1/templates', { name: 't', channel, content })).json().id as string;
+  return { ...ws, config, template };
+}
+
+const enqueue = (rows: NewMessage[]) => sql.begin((tx) => enqueueMessages(tx, deps.boss, rows, herald.clock.now()));
+const message = (s: Awaited<ReturnType<typeof setup>>, customerId: string, sourceId: string, extra: Partial<NewMessage> = {}): NewMessage => ({
+  workspaceId: s.workspaceId, customerId, channel: 'email', channelConfigId: s.config, templateId: s.template, templateVersion: 1, sourceType: 'action', sourceId, event: { type: 'order.placed', total: 42 }, ...extra,
+});
+const statusOf = async (id: string) => (await sql`select status, reason, attempts from messages where id = ${id}`)[0]!;
+
+t.test('one message per (source, customer, step, entry); re-checks before sending; visible reasons', async (t) => {
+  const s = await setup();
+  const ok = (await s.call('POST', '/v1/customers', { externalId: 'ok', email: 'ok@x.io', custom: { first_name: 'Ada' } })).json().id;
+  const unsub = (await s.call('POST', '/v1/customers', { externalId: 'unsub', email: 'u@x.io' })).json().id;
+  const noEmail = (await s.call('POST', '/v1/customers', { externalId: 'noemail' })).json().id;
+  await s.call('PUT', `/v1/customers/${unsub}/consents/email`, { status: 'unsubscribed' });
+  const source = newId();
+  const first = await enqueue([message(s, ok, source), message(s, unsub, source), message(s, noEmail, source)]);
+  t.equal(first.length, 3);
+  t.same(await enqueue([message(s, ok, source)]), [], 'a retried decision makes no second message');
+  t.equal((await enqueue([message(s, ok, source, { stepId: 'step-2' })])).length, 1, 'another step is another message');
+
+  const provider = scripted([{ kind: 'sent', providerMessageId: 'p-1' }]);
+  deps.providers.sandbox = provider;
+  t.teardown(() => { deps.providers.sandbox = sandboxProvider; });
+  t.equal(await sendDueMessages(deps), 4);
+  t.equal(await sendDueMessages(deps), 0, 'nothing is claimed twice');
+  t.equal(provider.requests.length, 2, 'only the sendable messages reach the provider');
+  const byCustomer = Object.fromEntries((await sql`select customer_id, status, reason from messages where source_id = ${source} and step_id = ''`).map((r) => [r.customer_id, r]));
+  t.match(byCustomer[ok], { status: 'sent' });
+  t.match(byCustomer[unsub], { status: 'not_sent', reason: 'unsubscribed' });
+  t.match(byCustomer[noEmail], { status: 'not_sent', reason: 'no_address' });
+
+  const sent = provider.requests[0]!;
+  t.match(sent.payload, { kind: 'email', to: 'ok@x.io', subject: 'Hi Ada', text: 'Total 42' });
+  const html = (sent.payload as { html: string }).html;
+  t.match(html, /\/t\/o\/[A-Za-z0-9_-]+/, 'an open pixel');
+  t.notMatch(html, /href="https:\/\/shop\.example/, 'links are rewritten');
+  t.match((sent.payload as { headers: Record<string, string> }).headers, { 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click', 'List-Unsubscribe': /^<http.*\/t\/u\/.+>$/ });
+
+  const ats = (await s.call('GET', `/v1/action-templates?sourceType=action&sourceId=${source}`)).json().data;
+  t.same(ats.map((a: { kind: string }) => a.kind), ['sent', 'delivered', 'opened', 'clicked', 'unsubscribed', 'forwarded', 'bounced', 'complained', 'not_sent', 'failed'], 'generated for the source');
+  t.match(ats.find((a: { kind: string }) => a.kind === 'sent'), { customers: 1 });
+  t.match(ats.find((a: { kind: string }) => a.kind === 'not_sent'), { customers: 2 });
+  const notSent = ats.find((a: { kind: string }) => a.kind === 'not_sent');
+  const same = (await s.call('GET', `/v1/action-templates/${notSent.id}/customers`)).json().data;
+  t.same(same.map((c: { customerId: string }) => c.customerId).sort(), [unsub, noEmail].sort(), '"same actions" lists the customers');
+
+  const timeline = (await s.call('GET', `/v1/customers/${unsub}/timeline`)).json().data;
+  t.match(timeline.find((e: { kind: string }) => e.kind === 'message'), { data: { status: 'not_sent', reason: 'unsubscribed', channel: 'email' } }, 'the reason is on the timeline');
+  t.match(timeline.find((e: { kind: string }) => e.kind === 'action'), { data: { kind: 'not_sent', touchpoint: { reason: 'unsubscribed' } } });
+});
+
+t.test('tracking: opens, clicks to the original URL, one-click unsubscribe; statuses only move forward', async (t) => {
+  const s = await setup();
+  const customer = (await s.call('POST', '/v1/customers', { externalId: 'tr', email: 'tr@x.io' })).json().id;
+  const source = newId();
+  const [id] = await enqueue([message(s, customer, source)]);
+  await sendDueMessages(deps);
+  const view = (await s.call('GET', `/v1/messages/${id}`)).json();
+  t.match(view, { status: 'sent', toAddress: 'tr@x.io', rendered: { subject: 'Hi there', links: ['https://shop.example/cart?a=1&b=2', /\/t\/u\//] } });
+  const html = view.rendered.html as string;
+  const pixel = /src="https?:\/\/[^/]+(\/t\/o\/[^"]+)"/.exec(html)![1]!;
+  const clicks = [...html.matchAll(/href="https?:\/\/[^/]+(\/t\/c\/[^"]+)"/g)].map((m) => m[1]!);
+  const anonymous = caller(app, null);
+
+  const open = await anonymous('GET', pixel, undefined, { 'user-agent': 'Mail/1.0' });
+  t.equal(open.statusCode, 200);
+  t.equal(open.headers['content-type'], 'image/gif');
+  await anonymous('GET', pixel);
+  const click = await anonymous('GET', clicks[0]!);
+  t.equal(click.statusCode, 302);
+  t.equal(click.headers.location, 'https://shop.example/cart?a=1&b=2', 'to the URL that was in the message');
+  await anonymous('GET', clicks[0]!);
+  const after = (await s.call('GET', `/v1/messages/${id}`)).json();
+  t.equal(after.status, 'clicked');
+  t.same(after.events.map((e: { kind: string }) => e.kind), ['opened', 'opened', 'clicked', 'clicked'], 'repeated opens and clicks are kept as events');
+  t.match(after.events[2].data, { url: 'https://shop.example/cart?a=1&b=2' });
+  const ats = (await s.call('GET', `/v1/action-templates?sourceType=action&sourceId=${source}`)).json().data;
+  t.match(ats.find((a: { kind: string }) => a.kind === 'opened'), { customers: 1 }, 'but assign the action template once');
+
+  await applyMessageEvents(sql, [{ workspaceId: s.workspaceId, messageId: id!, kind: 'delivered', occurredAt: herald.clock.now(), providerEventId: 'late-delivery' }]);
+  t.equal((await statusOf(id!)).status, 'clicked', 'a late "delivered" does not move the status back');
+  t.match(ats.find((a: { kind: string }) => a.kind === 'delivered'), { customers: 0 });
+
+  const tampered = clicks[0]!.slice(0, -1) + (clicks[0]!.endsWith('A') ? 'B' : 'A');
+  t.equal((await anonymous('GET', tampered)).statusCode, 404, 'a token tampered by one byte is a 404');
+  t.equal((await anonymous('GET', pixel.replace('/t/o/', '/t/c/'))).statusCode, 404, 'an open token is not a click token');
+
+  const unsubscribe = clicks[1]!;
+  const unsubUrl = view.rendered.links[1] as string;
+  const unsubPath = new URL(unsubUrl).pathname;
+  t.equal((await anonymous('GET', unsubscribe)).headers.location, unsubUrl, 'the unsubscribe link in the body is tracked like any link');
+  const page = await anonymous('GET', unsubPath);
+  t.equal(page.statusCode, 200);
+  t.match(page.body, /<form method="post">/);
+  t.equal((await s.call('GET', `/v1/customers/${customer}`)).json().consents.length, 0, 'GET never unsubscribes');
+  const oneClick = await anonymous('POST', unsubPath, 'List-Unsubscribe=One-Click', { 'content-type': 'application/x-www-form-urlencoded' });
+  t.equal(oneClick.statusCode, 200);
+  await anonymous('POST', unsubPath, 'List-Unsubscribe=One-Click', { 'content-type': 'application/x-www-form-urlencoded' });
+  const consents = (await s.call('GET', `/v1/customers/${customer}`)).json().consents;
+  t.match(consents, [{ channel: 'email', status: 'unsubscribed', history: [{ toStatus: 'unsubscribed' }] }], 'unsubscribed once');
+  t.equal(consents[0].history.length, 1, 'idempotent');
+  t.equal((await statusOf(id!)).status, 'unsubscribed');
+});
+
+t.test('retry rules: retry with backoff then dead-letter, never resend an unknown outcome, rejected and gone', async (t) => {
+  const s = await setup();
+  const c = (await s.call('POST', '/v1/customers', { externalId: 'r', email: 'r@x.io' })).json().id;
+  const retrying = scripted([{ kind: 'retry', reason: '503 from provider' }]);
+  deps.providers.sandbox = retrying;
+  t.teardown(() => { deps.providers.sandbox = sandboxProvider; });
+  const [id] = await enqueue([message(s, c, newId())]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(id!), { status: 'queued', attempts: 1, reason: '503 from provider' });
+  t.equal(await sendDueMessages(deps), 0, 'not before its backoff');
+  for (let i = 2; i <= MAX_ATTEMPTS; i++) {
+    herald.clock.advance(15 * 60_000);
+    t.equal(await sendDueMessages(deps), 1, `attempt ${i}`);
+  }
+  t.match(await statusOf(id!), { status: 'failed', attempts: MAX_ATTEMPTS, reason: /gave up after 5 attempts/ }, 'dead-lettered as failed');
+  t.equal(retrying.requests.length, MAX_ATTEMPTS);
+
+  deps.providers.sandbox = scripted([{ kind: 'unknown', reason: 'socket reset after the request was sent' }]);
+  const [unknown] = await enqueue([message(s, c, newId())]);
+  await sendDueMessages(deps);
+  herald.clock.advance(60 * 60_000);
+  t.equal(await sendDueMessages(deps), 0, 'an unknown outcome is not sent again');
+  t.match(await statusOf(unknown!), { status: 'unknown', reason: /reset/ });
+
+  deps.providers.sandbox = scripted([{ kind: 'rejected', reason: 'invalid address' }]);
+  const [rejected] = await enqueue([message(s, c, newId())]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(rejected!), { status: 'not_sent', reason: 'provider_rejected: invalid address' });
+
+  const [stuck] = await enqueue([message(s, c, newId())]);
+  await sql`update messages set status = 'sending', updated_at = ${new Date(herald.clock.now().getTime() - 10 * 60_000)} where id = ${stuck!}`;
+  t.equal(await recoverAbandoned(sql, herald.clock.now()), 1);
+  t.match(await statusOf(stuck!), { status: 'unknown', reason: /worker stopped/ }, 'a message abandoned mid-send is marked unknown, not resent');
+});
+
+t.test('web push: a gone subscription is removed and not retried', async (t) => {
+  const s = await setup('web_push');
+  const c = (await s.call('POST', '/v1/customers', { externalId: 'wp' })).json().id;
+  await s.call('POST', `/v1/customers/${c}/push-subscriptions`, { kind: 'web_push', endpoint: 'https://push.example/abc', keys: { p256dh: 'k', auth: 'a' } });
+  const gone = scripted([{ kind: 'gone', reason: '410 Gone' }]);
+  deps.providers.sandbox = gone;
+  t.teardown(() => { deps.providers.sandbox = sandboxProvider; });
+  const [id] = await enqueue([message(s, c, newId(), { channel: 'web_push', event: null })]);
+  await sendDueMessages(deps);
+  t.match(gone.requests[0]!.payload, { kind: 'web_push', to: { endpoint: 'https://push.example/abc', keys: { p256dh: 'k', auth: 'a' } }, title: 'Hi', data: { herald_receipt_url: /\/t\/p\// } });
+  t.match(await statusOf(id!), { status: 'not_sent', reason: 'no_address' });
+  t.same((await s.call('GET', `/v1/customers/${c}`)).json().pushSubscriptions, [], 'the subscription is gone');
+});
+
+t.test('the send job picks messages up by itself (pg-boss, woken in the enqueue transaction)', async (t) => {
+  await registerJobs(deps.boss, deps, 'worker', [sendJob]);
+  const s = await setup('sms');
+  const c = (await s.call('POST', '/v1/customers', { externalId: 'sms', phone: '+33612345678' })).json().id;
+  const [id] = await enqueue([message(s, c, newId(), { channel: 'sms', event: { code: '1234' } })]);
+  const done = await eventually(async () => ((await statusOf(id!)).status === 'sent' ? true : undefined));
+  t.ok(done);
+  t.match((await s.call('GET', `/v1/messages/${id}`)).json(), { status: 'sent', rendered: { text: 'Code 1234' }, providerMessageId: `sandbox-${id}` });
+});
+
+t.test('test-send renders and sends through a chosen config; another channel is refused', async (t) => {
+  const s = await setup();
+  const res = await s.call('POST', `/v1/templates/${s.template}/test-send`, { channelConfigId: s.config, to: 'qa@x.io', sample: { customer: { first_name: 'QA' }, event: { total: 7 } } });
+  t.equal(res.statusCode, 200);
+  t.match(res.json(), { outcome: 'sent', rendered: { subject: 'Hi QA', text: 'Total 7' } });
+  const sms = (await s.call('POST', '/v1/channel-configs', { name: 'sms', provider: 'sandbox', channel: 'sms' })).json().id;
+  const wrong = await s.call('POST', `/v1/templates/${s.template}/test-send`, { channelConfigId: sms, to: '+33600000000' });
+  t.equal(wrong.statusCode, 400);
+  t.match(wrong.json().errors, [{ pointer: '/channelConfigId' }]);
+});
+
+t.test("another workspace's messages, action templates and timelines are 404s", async (t) => {
+  const s = await setup();
+  const c = (await s.call('POST', '/v1/customers', { externalId: 'iso', email: 'iso@x.io' })).json().id;
+  const source = newId();
+  const [id] = await enqueue([message(s, c, source)]);
+  const stranger = await workspaceWithKey(app);
+  t.equal((await stranger.call('GET', `/v1/messages/${id}`)).statusCode, 404);
+  t.equal((await stranger.call('GET', `/v1/customers/${c}/timeline`)).statusCode, 404);
+  t.same((await stranger.call('GET', `/v1/action-templates?sourceType=action&sourceId=${source}`)).json().data, []);
+  const at = (await s.call('GET', `/v1/action-templates?sourceType=action&sourceId=${source}`)).json().data[0].id;
+  t.equal((await stranger.call('GET', `/v1/action-templates/${at}/customers`)).statusCode, 404);
+  t.equal((await s.call('GET', `/v1/customers/${c}/timeline?cursor=nope`)).statusCode, 400);
+});
