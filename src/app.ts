@@ -20,6 +20,7 @@ import { channelRoutes } from './modules/channels/channels.routes.ts';
 import { templateRoutes } from './modules/templates/templates.routes.ts';
 import { messageRoutes } from './modules/messages/messages.routes.ts';
 import { trackingRoutes } from './modules/tracking/tracking.routes.ts';
+import { webhookRoutes } from './modules/webhooks/webhooks.routes.ts';
 import { workspaceRoutes } from './modules/workspaces/workspaces.routes.ts';
 import { opsRoutes } from './ops/ops.routes.ts';
 
@@ -84,6 +85,7 @@ export async function buildApp({ deps, rootToken, queueReady, logger = true }: B
       await messageRoutes(scope as unknown as App, deps);
     });
     await app.register(async (scope) => trackingRoutes(scope as unknown as App, deps));
+    await app.register(async (scope) => webhookRoutes(scope as unknown as App, deps));
     await app.register(graphqlPlugin, { deps, graphiql: config.env !== 'production' });
   }
   return app;

@@ -13,9 +13,10 @@ import { Import } from '../modules/imports/imports.schemas.ts';
 import { Template, TemplatePreview } from '../modules/templates/templates.schemas.ts';
 import { ChannelConfig } from '../modules/channels/channels.schemas.ts';
 import { ActionTemplate, Message, TestSendResult, TimelineEntry } from '../modules/messages/messages.schemas.ts';
+import { WebhookReceipt } from '../modules/webhooks/webhooks.routes.ts';
 
 /** Every schema that routes refer to by name. */
-export const componentSchemas: TSchema[] = [Problem, ApiKey, CreatedApiKey, Workspace, Customer, CustomerDetail, Consent, PushSubscription, IngestResult, Event, Import, Template, TemplatePreview, ChannelConfig, Message, ActionTemplate, TimelineEntry, TestSendResult];
+export const componentSchemas: TSchema[] = [Problem, ApiKey, CreatedApiKey, Workspace, Customer, CustomerDetail, Consent, PushSubscription, IngestResult, Event, Import, Template, TemplatePreview, ChannelConfig, Message, ActionTemplate, TimelineEntry, TestSendResult, WebhookReceipt];
 
 export const API_VERSION = '0.1.0';
 
@@ -27,6 +28,7 @@ const TAGS = [
   { name: 'channel configs', description: 'Provider accounts per channel; secrets are encrypted at rest and never returned' },
   { name: 'messages', description: 'Messages as sent, their action templates, and the customers who got them' },
   { name: 'tracking', description: 'Open pixel, click redirects, unsubscribe, push beacons (signed tokens, no API key)' },
+  { name: 'provider webhooks', description: 'Delivery events posted by providers (verified by their signatures, no API key)' },
   { name: 'operations', description: 'Health, readiness, metrics' },
 ];
 

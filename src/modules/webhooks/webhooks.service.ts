@@ -1,0 +1,123 @@
+// Delivery events from providers. The signature is checked over the raw body before anything is
+// parsed or stored; events are deduplicated by the provider's event id and applied in one
+// set-based pass; the answer is 2xx only once the transaction has committed.
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type { Deps } from '../../deps.ts';
+import { HeraldError, notFound } from '../../http/errors.ts';
+import { open } from '../../security/secrets.ts';
+import { applyMessageEvents, type ApplyResult, type MessageEventInput, type MessageEventKind } from '../messages/message-events.ts';
+
+const { EventWebhook } = createRequire(import.meta.url)('@sendgrid/eventwebhook') as {
+  EventWebhook: new () => { convertPublicKeyToECDSA(key: string): unknown; verifySignature(key: unknown, payload: string | Buffer, signature: string, timestamp: string): boolean };
+};
+const eventWebhook = new EventWebhook();
+
+/** How far a signed timestamp may be from now: SendGrid signs each delivery attempt afresh. */
+export const WEBHOOK_TOLERANCE_SECONDS = 10 * 60;
+
+const invalidSignature = (detail: string) => new HeraldError(401, 'invalid_signature', 'Unauthorized', detail);
+
+interface ConfigRow {
+  workspace_id: string;
+  id: string;
+  provider: string;
+  settings: Record<string, unknown>;
+  sealed_secrets: string | null;
+}
+
+async function configById(deps: Pick<Deps, 'database'>, id: string, providers: string[]): Promise<ConfigRow> {
+  const [row] = await deps.database.sql<ConfigRow[]>`
+    select workspace_id, id, provider, settings, sealed_secrets from channel_configs where id = ${id} and deleted_at is null`;
+  // An unknown config and one of another provider look the same from outside.
+  if (!row || !providers.includes(row.provider)) throw notFound('Webhook');
+  return row;
+}
+
+const SENDGRID_EVENTS: Record<string, MessageEventKind> = {
+  processed: 'processed', deferred: 'deferred', delivered: 'delivered', open: 'opened', click: 'clicked', bounce: 'bounced',
+  dropped: 'failed', spamreport: 'complained', unsubscribe: 'unsubscribed', group_unsubscribe: 'unsubscribed',
+};
+
+export async function receiveSendgridEvents(
+  deps: Pick<Deps, 'database' | 'clock'>, configId: string, raw: Buffer, headers: { signature?: string; timestamp?: string },
+): Promise<ApplyResult & { ignored: number }> {
+  const config = await configById(deps, configId, ['sendgrid']);
+  const publicKey = config.settings.eventWebhookPublicKey;
+  if (typeof publicKey !== 'string') throw invalidSignature('This config has no Event Webhook verification key');
+  if (!headers.signature || !headers.timestamp || !/^\d{1,12}$/.test(headers.timestamp)) throw invalidSignature('Missing or malformed signature headers');
+  if (Math.abs(deps.clock.now().getTime() / 1000 - Number(headers.timestamp)) > WEBHOOK_TOLERANCE_SECONDS) throw invalidSignature('The signed timestamp is stale');
+  let verified = false;
+  try {
+    const key = eventWebhook.convertPublicKeyToECDSA(publicKey.includes('BEGIN') ? publicKey : `-----BEGIN PUBLIC KEY-----\n${publicKey}\n-----END PUBLIC KEY-----`);
+    verified = eventWebhook.verifySignature(key, raw, headers.signature, headers.timestamp);
+  } catch {
+    verified = false;
+  }
+  if (!verified) throw invalidSignature('The signature does not match the body');
+
+  let batch: unknown;
+  try {
+    batch = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new HeraldError(400, 'malformed_json', 'Bad Request', 'The body is not JSON');
+  }
+  if (!Array.isArray(batch)) throw new HeraldError(400, 'validation_failed', 'Bad Request', 'SendGrid posts an array of events');
+  const events: MessageEventInput[] = [];
+  let ignored = 0;
+  for (const e of batch as Record<string, unknown>[]) {
+    const kind = typeof e?.event === 'string' ? SENDGRID_EVENTS[e.event] : undefined;
+    const messageId = e?.herald_message_id;
+    if (!kind || typeof messageId !== 'string' || !/^[0-9a-f-]{36}$/i.test(messageId) || typeof e.sg_event_id !== 'string') {
+      ignored++;
+      continue;
+    }
+    const at = typeof e.timestamp === 'number' ? new Date(e.timestamp * 1000) : deps.clock.now();
+    const data: Record<string, unknown> = { provider: 'sendgrid', event: e.event };
+    for (const f of ['url', 'useragent', 'ip', 'reason', 'type', 'status', 'response', 'attempt'] as const) if (e[f] !== undefined) data[f === 'useragent' ? 'userAgent' : f] = e[f];
+    events.push({
+      workspaceId: config.workspace_id, messageId, kind, occurredAt: at, providerEventId: `sendgrid:${e.sg_event_id}`, data,
+      // A hard bounce takes the address off the list; a "blocked" one (soft) does not.
+      unsubscribes: kind === 'unsubscribed' || kind === 'complained' || (kind === 'bounced' && e.type !== 'blocked'),
+    });
+  }
+  const result = await applyMessageEvents(deps.database.sql, events);
+  return { ...result, ignored };
+}
+
+/** Twilio's X-Twilio-Signature: HMAC-SHA1 over the URL and the sorted form parameters. */
+export function twilioSignature(authToken: string, url: string, params: URLSearchParams): string {
+  const keys = [...new Set(params.keys())].sort();
+  let data = url;
+  for (const k of keys) for (const v of params.getAll(k).sort()) data += k + v;
+  return createHmac('sha1', authToken).update(data, 'utf8').digest('base64');
+}
+
+const TWILIO_STATUSES: Record<string, MessageEventKind> = { delivered: 'delivered', undelivered: 'failed', failed: 'failed' };
+
+export async function receiveSmsReceipt(
+  deps: Pick<Deps, 'database' | 'clock' | 'config'>, configId: string, url: string, raw: string, signature: string | undefined,
+): Promise<ApplyResult & { ignored: number }> {
+  const config = await configById(deps, configId, ['twilio']);
+  const secrets = config.sealed_secrets ? open(deps.config.secret!, `channel-config/${config.workspace_id}/${config.id}`, config.sealed_secrets) : {};
+  if (!secrets.authToken) throw invalidSignature('This config has no auth token');
+  const params = new URLSearchParams(raw);
+  const expected = Buffer.from(twilioSignature(secrets.authToken, url, params));
+  const given = Buffer.from(signature ?? '');
+  if (expected.length !== given.length || !timingSafeEqual(expected, given)) throw invalidSignature('The signature does not match');
+  const sid = params.get('MessageSid');
+  const status = params.get('MessageStatus') ?? '';
+  const kind = TWILIO_STATUSES[status];
+  if (!sid || !kind || params.get('AccountSid') !== config.settings.accountSid) return { stored: 0, duplicates: 0, unknownMessages: 0, ignored: 1 };
+  const [message] = await deps.database.sql<{ id: string }[]>`
+    select id from messages where workspace_id = ${config.workspace_id} and provider_message_id = ${sid}`;
+  if (!message) return { stored: 0, duplicates: 0, unknownMessages: 1, ignored: 0 };
+  const errorCode = params.get('ErrorCode');
+  const result = await applyMessageEvents(deps.database.sql, [{
+    workspaceId: config.workspace_id, messageId: message.id, kind, occurredAt: deps.clock.now(), providerEventId: `twilio:${sid}:${status}`,
+    data: { provider: 'twilio', status, ...(errorCode ? { errorCode } : {}) },
+    // 21610: the recipient replied STOP.
+    unsubscribes: errorCode === '21610',
+  }]);
+  return { ...result, ignored: 0 };
+}

@@ -1,0 +1,125 @@
+// Provider webhooks: signatures checked before parsing, events stored once, statuses and
+// consents updated, unknown messages counted and ignored.
+import t from 'tap';
+import { enqueueMessages } from '../src/modules/messages/outbox.ts';
+import { sendDueMessages } from '../src/modules/messages/send.worker.ts';
+import type { Provider } from '../src/providers/types.ts';
+import { newId } from '../src/ids.ts';
+import { eventWebhookHeaders, generateEventWebhookKeys, sendgridEvent, twilioSignature } from './mocks/index.ts';
+import { startHerald, workspaceWithKey } from './helpers/app.ts';
+
+const herald = await startHerald(t, { HERALD_ROLE: 'api' });
+const { app, runtime } = herald;
+const { deps } = runtime;
+const { sql } = deps.database;
+const keys = generateEventWebhookKeys();
+const fixed = (id: string): Provider => ({ send: async () => ({ kind: 'sent', providerMessageId: id }) });
+
+async function sentEmail(externalId: string) {
+  const ws = await workspaceWithKey(app);
+  const config = (await ws.call('POST', '/v1/channel-configs', { name: 'sg', provider: 'sendgrid', settings: { fromEmail: 'shop@acme.example', eventWebhookPublicKey: keys.publicKey }, secrets: { apiKey: 'SG.x' } })).json().id as string;
+  const template = (await ws.call('POST', '/v1/templates', { name: 't', channel: 'email', content: { subject: 's', html: '<p>hi</p>' } })).json().id as string;
+  const customer = (await ws.call('POST', '/v1/customers', { externalId, email: `${externalId}@x.io` })).json().id as string;
+  const source = newId();
+  const [id] = await sql.begin((tx) => enqueueMessages(tx, deps.boss, [{ workspaceId: ws.workspaceId, customerId: customer, channel: 'email', channelConfigId: config, templateId: template, templateVersion: 1, sourceType: 'action', sourceId: source }], herald.clock.now()));
+  const previous = deps.providers.sendgrid;
+  deps.providers.sendgrid = fixed(`sg-${externalId}`);
+  await sendDueMessages(deps);
+  deps.providers.sendgrid = previous!;
+  return { ...ws, config, customer, messageId: id!, source };
+}
+
+const post = (configId: string, body: string, headers: Record<string, string>) =>
+  app.inject({ method: 'POST', url: `/webhooks/sendgrid/${configId}`, payload: body, headers: { 'content-type': 'application/json', ...headers } });
+const nowSeconds = () => String(Math.floor(herald.clock.now().getTime() / 1000));
+const args = (s: { messageId: string; workspaceId: string }) => ({ customArgs: { herald_message_id: s.messageId, herald_workspace_id: s.workspaceId } });
+const eventsOf = async (messageId: string) => (await sql`select count(*)::int as n from message_events where message_id = ${messageId}`)[0]!.n as number;
+
+t.test('a signed SendGrid batch: stored once, statuses forward, action templates, unknowns counted', async (t) => {
+  const s = await sentEmail('sg1');
+  const batch = JSON.stringify([
+    sendgridEvent('processed', 'sg-sg1', args(s)),
+    sendgridEvent('delivered', 'sg-sg1', args(s)),
+    sendgridEvent('open', 'sg-sg1', { ...args(s), useragent: 'Mail/1.0', ip: '203.0.113.9' }),
+    sendgridEvent('click', 'sg-sg1', { ...args(s), url: 'https://shop.example/x' }),
+    sendgridEvent('delivered', 'sg-other', { customArgs: { herald_message_id: newId() } }),
+    sendgridEvent('delivered', 'sg-none'),
+  ]);
+  const res = await post(s.config, batch, eventWebhookHeaders(keys.privateKey, batch, nowSeconds()));
+  t.equal(res.statusCode, 200);
+  t.same(res.json(), { stored: 4, duplicates: 0, unknownMessages: 1, ignored: 1 });
+  const message = (await s.call('GET', `/v1/messages/${s.messageId}`)).json();
+  t.equal(message.status, 'clicked');
+  t.match(message.events.find((e: { kind: string }) => e.kind === 'opened').data, { userAgent: 'Mail/1.0', ip: '203.0.113.9' });
+  const ats = (await s.call('GET', `/v1/action-templates?sourceType=action&sourceId=${s.source}`)).json().data;
+  for (const kind of ['sent', 'delivered', 'opened', 'clicked']) t.match(ats.find((a: { kind: string }) => a.kind === kind), { customers: 1 }, kind);
+
+  const replay = await post(s.config, batch, eventWebhookHeaders(keys.privateKey, batch, nowSeconds()));
+  t.same(replay.json(), { stored: 0, duplicates: 4, unknownMessages: 1, ignored: 1 }, 'a replayed batch is stored once');
+  t.equal(await eventsOf(s.messageId), 4);
+});
+
+t.test('forged, tampered, stale and unsigned posts are 401 and store nothing', async (t) => {
+  const s = await sentEmail('sg2');
+  const batch = JSON.stringify([sendgridEvent('delivered', 'sg-sg2', args(s))]);
+  const headers = eventWebhookHeaders(keys.privateKey, batch, nowSeconds());
+  const tampered = batch.replace('delivered', 'delivereD');
+  t.equal((await post(s.config, tampered, headers)).statusCode, 401, 'one byte changed');
+  const other = generateEventWebhookKeys();
+  t.equal((await post(s.config, batch, eventWebhookHeaders(other.privateKey, batch, nowSeconds()))).statusCode, 401, 'signed by another key');
+  const old = String(Math.floor(herald.clock.now().getTime() / 1000) - 3600);
+  t.equal((await post(s.config, batch, eventWebhookHeaders(keys.privateKey, batch, old))).statusCode, 401, 'a stale timestamp');
+  const unsigned = await post(s.config, batch, {});
+  t.equal(unsigned.statusCode, 401);
+  t.equal(unsigned.headers['content-type'], 'application/problem+json');
+  t.equal((await post(s.config, 'not json', eventWebhookHeaders(keys.privateKey, 'not json', nowSeconds()))).statusCode, 400, 'signed garbage is a 400');
+  t.equal(await eventsOf(s.messageId), 0, 'nothing stored');
+  t.equal((await post(newId(), batch, headers)).statusCode, 404, 'an unknown config');
+  const sandbox = (await s.call('POST', '/v1/channel-configs', { name: 'x', provider: 'sandbox', channel: 'email' })).json().id;
+  t.equal((await post(sandbox, batch, headers)).statusCode, 404, 'a config of another provider');
+  t.equal((await post('nope', batch, headers)).statusCode, 400);
+});
+
+t.test('spam reports, hard bounces and unsubscribes take the address off the list; soft bounces do not', async (t) => {
+  for (const [kind, extra, expected] of [
+    ['spamreport', {}, 'unsubscribed'],
+    ['bounce', { type: 'bounce', reason: '550 no such user' }, 'unsubscribed'],
+    ['unsubscribe', {}, 'unsubscribed'],
+    ['bounce', { type: 'blocked', reason: 'try later' }, null],
+  ] as const) {
+    const s = await sentEmail(`c-${kind}-${'type' in extra ? extra.type : 'x'}`);
+    const batch = JSON.stringify([sendgridEvent(kind, 'x', { ...args(s), ...extra })]);
+    t.equal((await post(s.config, batch, eventWebhookHeaders(keys.privateKey, batch, nowSeconds()))).statusCode, 200);
+    const consents = (await s.call('GET', `/v1/customers/${s.customer}`)).json().consents;
+    t.same(consents.map((c: { status: string }) => c.status), expected ? [expected] : [], `${kind} ${JSON.stringify(extra)}`);
+    if (expected) t.match(consents[0], { source: /^message:/ });
+  }
+});
+
+t.test('SMS delivery receipts: Twilio-signed, mapped to the message by its provider id', async (t) => {
+  const ws = await workspaceWithKey(app);
+  const accountSid = `AC${'1'.repeat(32)}`;
+  const config = (await ws.call('POST', '/v1/channel-configs', { name: 'sms', provider: 'twilio', settings: { accountSid, from: '+15005550006' }, secrets: { authToken: 'tw-token' } })).json().id;
+  const template = (await ws.call('POST', '/v1/templates', { name: 't', channel: 'sms', content: { text: 'hi' } })).json().id;
+  const customer = (await ws.call('POST', '/v1/customers', { externalId: 'sms', phone: '+33612345678' })).json().id;
+  const [id] = await sql.begin((tx) => enqueueMessages(tx, deps.boss, [{ workspaceId: ws.workspaceId, customerId: customer, channel: 'sms', channelConfigId: config, templateId: template, templateVersion: 1, sourceType: 'action', sourceId: newId() }], herald.clock.now()));
+  const previous = deps.providers.twilio;
+  deps.providers.twilio = fixed('SM0123');
+  await sendDueMessages(deps);
+  deps.providers.twilio = previous!;
+  const path = `/webhooks/sms/${config}`;
+  const url = `${deps.config.publicUrl}${path}`;
+  const params = new URLSearchParams({ MessageSid: 'SM0123', MessageStatus: 'delivered', AccountSid: accountSid, To: '+33612345678' });
+  const send = (p: URLSearchParams, signature: string) => app.inject({ method: 'POST', url: path, payload: p.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature } });
+  const ok = await send(params, twilioSignature('tw-token', url, params));
+  t.equal(ok.statusCode, 200);
+  t.match(ok.json(), { stored: 1 });
+  t.equal((await ws.call('GET', `/v1/messages/${id}`)).json().status, 'delivered');
+  t.match((await send(params, twilioSignature('tw-token', url, params))).json(), { stored: 0, duplicates: 1 }, 'a repeated receipt is stored once');
+  t.equal((await send(params, twilioSignature('wrong-token', url, params))).statusCode, 401);
+  const forged = new URLSearchParams(params);
+  forged.set('MessageStatus', 'failed');
+  t.equal((await send(forged, twilioSignature('tw-token', url, params))).statusCode, 401, 'a parameter changed after signing');
+  const unknown = new URLSearchParams({ MessageSid: 'SMnope', MessageStatus: 'delivered', AccountSid: accountSid });
+  t.match((await send(unknown, twilioSignature('tw-token', url, unknown))).json(), { unknownMessages: 1 });
+});
