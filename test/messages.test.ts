@@ -223,3 +223,64 @@ t.test("another workspace's messages, action templates and timelines are 404s", 
   t.equal((await stranger.call('GET', `/v1/action-templates/${at}/customers`)).statusCode, 404);
   t.equal((await s.call('GET', `/v1/customers/${c}/timeline?cursor=nope`)).statusCode, 400);
 });
+
+t.test('workspace rules: quiet hours in the customer time zone (skip or defer, DST-safe), frequency caps, default sender', async (t) => {
+  const s = await setup('sms');
+  const root = caller(app, (await import('./helpers/app.ts')).ROOT_TOKEN);
+  const setRules = async (settings: object) => {
+    const res = await root('PATCH', `/v1/workspaces/${s.workspaceId}`, { settings });
+    t.equal(res.statusCode, 200);
+    return res;
+  };
+  const paris = (await s.call('POST', '/v1/customers', { externalId: 'paris', phone: '+33611111111', timeZone: 'Europe/Paris' })).json().id;
+  const sms = (extra: Partial<NewMessage> = {}) => message(s, paris, newId(), { channel: 'sms', event: { code: '1' }, ...extra });
+  deps.providers.sandbox = sandboxProvider;
+
+  // 30 March 2026, 20:30 UTC = 22:30 in Paris (summer time began on the 29th).
+  herald.clock.set('2026-03-30T20:30:00.000Z');
+  await setRules({ quietHours: { start: '22:00', end: '08:00', behavior: 'skip' } });
+  const [skipped] = await enqueue([sms()]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(skipped!), { status: 'not_sent', reason: 'quiet_hours' });
+
+  await setRules({ quietHours: { start: '22:00', end: '08:00', behavior: 'defer' } });
+  const [deferred] = await enqueue([sms()]);
+  await sendDueMessages(deps);
+  const [row] = await sql`select status, attempts, next_attempt_at from messages where id = ${deferred!}`;
+  t.match(row, { status: 'queued', attempts: 0 }, 'deferred without spending an attempt');
+  t.equal(row!.next_attempt_at.toISOString(), '2026-03-31T06:00:00.000Z', '08:00 in Paris, summer time');
+  herald.clock.set('2026-03-31T05:59:00.000Z');
+  t.equal(await sendDueMessages(deps), 0);
+  herald.clock.set('2026-03-31T06:00:00.000Z');
+  t.equal(await sendDueMessages(deps), 1);
+  t.match(await statusOf(deferred!), { status: 'sent' }, 'sent when the window ended');
+  const email = (await s.call('POST', '/v1/channel-configs', { name: 'e', provider: 'sandbox', channel: 'email' })).json().id;
+  const emailTemplate = (await s.call('POST', '/v1/templates', { name: 'e', channel: 'email', content: { subject: 's', text: 't' } })).json().id;
+  await s.call('PATCH', `/v1/customers/${paris}`, { email: 'p@x.io' });
+  herald.clock.set('2026-03-30T21:00:00.000Z');
+  const [night] = await enqueue([message(s, paris, newId(), { channel: 'email', channelConfigId: email, templateId: emailTemplate })]);
+  await setRules({ quietHours: { start: '22:00', end: '08:00', behavior: 'skip' }, defaultSender: { email: 'hello@acme.example', name: 'Acme' } });
+  await sendDueMessages(deps);
+  t.match(await statusOf(night!), { status: 'sent' }, 'email is not bound by quiet hours unless listed');
+  t.match((await s.call('GET', `/v1/messages/${night}`)).json().rendered, { from: { email: 'hello@acme.example', name: 'Acme' } }, 'the workspace default sender');
+
+  herald.clock.set('2026-04-01T12:00:00.000Z');
+  await setRules({ frequencyCaps: { sms: { perDay: 2, perWeek: 3 } } });
+  const batch = await enqueue([sms(), sms(), sms()]);
+  await sendDueMessages(deps);
+  const statuses = await Promise.all(batch.map(statusOf));
+  t.same(statuses.map((x) => x.status).sort(), ['not_sent', 'sent', 'sent'], 'two a day, even within one batch');
+  t.equal(statuses.filter((x) => x.reason === 'frequency_capped').length, 1);
+  herald.clock.advance(25 * 3600_000);
+  const [tomorrow, beyondWeek] = await enqueue([sms(), sms()]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(tomorrow!), { status: 'sent' }, 'a new day');
+  t.match(await statusOf(beyondWeek!), { status: 'not_sent', reason: 'frequency_capped' }, 'but the week is full (deferred earlier one counted too)');
+
+  const bad = await root('PATCH', `/v1/workspaces/${s.workspaceId}`, { settings: { quietHours: { start: '25:00', end: '08:00', behavior: 'skip' } } });
+  t.equal(bad.statusCode, 400);
+  t.match(bad.json().errors, [{ pointer: '/settings/quietHours/start' }]);
+  const stranger = await workspaceWithKey(app);
+  t.equal((await stranger.call('PATCH', `/v1/workspaces/${s.workspaceId}`, { name: 'x' })).statusCode, 404);
+  t.equal((await s.call('PATCH', `/v1/workspaces/${s.workspaceId}`, { name: 'Renamed' })).json().name, 'Renamed', 'a write key may change its own workspace');
+});

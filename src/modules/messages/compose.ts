@@ -37,6 +37,7 @@ interface ComposeInput {
   urls: TrackingUrls;
   publicUrl: string;
   channelConfigId: string;
+  defaultSender?: { email: string; name?: string } | undefined;
 }
 
 /** The payload for the provider and the content as sent (what "view" shows), or why it cannot be sent. */
@@ -44,7 +45,9 @@ export function composePayload(input: ComposeInput): { payload: Payload; rendere
   const { values: v, content, settings, urls } = input;
   switch (input.channel) {
     case 'email': {
-      const from = (content.from as { email: string; name?: string } | undefined) ?? { email: String(settings.fromEmail ?? ''), ...(settings.fromName ? { name: String(settings.fromName) } : {}) };
+      const from = (content.from as { email: string; name?: string } | undefined)
+        ?? (settings.fromEmail ? { email: String(settings.fromEmail), ...(settings.fromName ? { name: String(settings.fromName) } : {}) } : input.defaultSender)
+        ?? { email: '' };
       if (!from.email) return { error: 'no_sender' };
       let html: string | undefined;
       let links: string[] = [];

@@ -9,6 +9,7 @@ import { getCustomer } from '../customers/customers.service.ts';
 import { compileFields, customerContext, TemplateError } from '../templates/render.ts';
 import { getTemplate, liquidFields } from '../templates/templates.service.ts';
 import { composePayload, trackingUrls } from './compose.ts';
+import type { WorkspaceSettings } from '../workspaces/workspaces.schemas.ts';
 import type { ActionTemplate, Message, TestSendBody, TestSendResult, TimelineEntry, TimelineQuery } from './messages.schemas.ts';
 
 type D = Pick<Deps, 'database'>;
@@ -105,14 +106,14 @@ export async function testSend(deps: Pick<Deps, 'db' | 'database' | 'config' | '
     if (error instanceof TemplateError) throw invalid('The template could not be rendered', [{ pointer: `/content/${error.field}`, detail: error.message }]);
     throw error;
   }
+  const [workspace] = await deps.database.sql<{ settings: WorkspaceSettings }[]>`select settings from workspaces where id = ${workspaceId}`;
   const composed = composePayload({
-    channel: template.channel, content, values, settings: config.settings, address: body.to,
+    channel: template.channel, content, values, settings: config.settings, address: body.to, defaultSender: workspace?.settings.defaultSender,
     subscription: body.keys ? { endpoint: body.to, keys: body.keys } : null, urls, publicUrl: deps.config.publicUrl, channelConfigId: config.id,
   });
   if ('error' in composed) throw invalid(`The message cannot be sent: ${composed.error}`);
   const provider = deps.providers[config.provider];
   if (!provider) throw invalid(`No provider ${config.provider} in this build`);
-  const [workspace] = await deps.database.sql<{ settings: Record<string, unknown> }[]>`select settings from workspaces where id = ${workspaceId}`;
   const outcome = await provider.send({
     messageId: `test-${newId()}`, workspaceId, payload: composed.payload, settings: config.settings, secrets: config.secrets,
     allowPrivateTargets: workspace?.settings.allowPrivateNetworkTargets === true, signal: AbortSignal.timeout(15_000),

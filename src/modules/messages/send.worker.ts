@@ -13,6 +13,8 @@ import type { TemplateChannel } from '../templates/templates.schemas.ts';
 import { assignActions, type Assignment } from './action-templates.ts';
 import { composePayload, trackingUrls } from './compose.ts';
 import { SEND_QUEUE } from './outbox.ts';
+import { inWindow, nextLocalTime } from '../../time/local-time.ts';
+import type { WorkspaceSettings } from '../workspaces/workspaces.schemas.ts';
 
 export const MAX_ATTEMPTS = 5;
 /** A message claimed longer ago than this by a worker that vanished has an unknown outcome. */
@@ -42,6 +44,8 @@ interface Result {
   providerMessageId: string | null;
   nextAttemptAt: Date | null;
   goneSubscription?: string;
+  /** Put off (quiet hours), not tried: the attempt is given back. */
+  deferred?: boolean;
 }
 
 export type ProviderRegistry = Record<string, Provider>;
@@ -79,7 +83,9 @@ interface Context {
   subscriptions: Map<string, { id: string; kind: string; endpoint: string; keys: { p256dh: string; auth: string } | null }>;
   templates: Map<string, { compiled: CompiledTemplate; content: Record<string, unknown> } | Error>;
   configs: Map<string, Awaited<ReturnType<typeof loadChannelConfig>> | null>;
-  allowPrivate: Map<string, boolean>;
+  workspaces: Map<string, { timeZone: string; settings: WorkspaceSettings }>;
+  /** Messages already sent per customer and channel: [last day, last week], counted up as this batch sends. */
+  sentCounts: Map<string, [number, number]>;
 }
 
 interface CustomerRow {
@@ -96,10 +102,15 @@ interface CustomerRow {
 
 const k = (...parts: (string | number)[]) => parts.join('/');
 
-async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config'>, batch: ClaimedMessage[]): Promise<Context> {
+const DAY_MS = 24 * 3600_000;
+const QUIET_DEFAULT_CHANNELS = ['sms', 'web_push', 'mobile_push'];
+
+async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config' | 'clock'>, batch: ClaimedMessage[]): Promise<Context> {
   const { sql } = deps.database;
-  const ws = batch.map((m) => m.workspace_id);
-  const ids = batch.map((m) => m.customer_id);
+  // Each customer once: a join on repeated pairs would multiply the counts below.
+  const pairs = [...new Map(batch.map((m) => [k(m.workspace_id, m.customer_id), [m.workspace_id, m.customer_id] as const])).values()];
+  const ws = pairs.map((p) => p[0]);
+  const ids = pairs.map((p) => p[1]);
   const [customers, consents, subscriptions, workspaces] = await Promise.all([
     sql<CustomerRow[]>`select c.* from customers c join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on c.workspace_id = u.w and c.id = u.id`,
     sql<{ workspace_id: string; customer_id: string; channel: string; status: string }[]>`
@@ -108,15 +119,23 @@ async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config'>, batch
       select distinct on (s.workspace_id, s.customer_id, s.kind) s.workspace_id, s.customer_id, s.id, s.kind, s.endpoint, s.keys
       from push_subscriptions s join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on s.workspace_id = u.w and s.customer_id = u.id
       order by s.workspace_id, s.customer_id, s.kind, s.created_at desc`,
-    sql<{ id: string; settings: Record<string, unknown> }[]>`select id, settings from workspaces where id = any(${[...new Set(ws)]}::uuid[])`,
+    sql<{ id: string; time_zone: string; settings: WorkspaceSettings }[]>`select id, time_zone, settings from workspaces where id = any(${[...new Set(ws)]}::uuid[])`,
   ]);
+  const now = deps.clock.now();
+  const counts = await sql<{ workspace_id: string; customer_id: string; channel: string; day: number; week: number }[]>`
+    select m.workspace_id, m.customer_id, m.channel,
+      count(*) filter (where m.sent_at > ${new Date(now.getTime() - DAY_MS)})::int as day, count(*)::int as week
+    from messages m join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on m.workspace_id = u.w and m.customer_id = u.id
+    where m.sent_at > ${new Date(now.getTime() - 7 * DAY_MS)}
+    group by 1, 2, 3`;
   const context: Context = {
     customers: new Map(customers.map((c) => [k(c.workspace_id, c.id), c])),
     consents: new Map(consents.map((c) => [k(c.workspace_id, c.customer_id, c.channel), c.status])),
     subscriptions: new Map(subscriptions.map((s) => [k(s.workspace_id, s.customer_id, s.kind), s])),
     templates: new Map(),
     configs: new Map(),
-    allowPrivate: new Map(workspaces.map((w) => [w.id, w.settings.allowPrivateNetworkTargets === true])),
+    workspaces: new Map(workspaces.map((w) => [w.id, { timeZone: w.time_zone, settings: w.settings }])),
+    sentCounts: new Map(counts.map((c) => [k(c.workspace_id, c.customer_id, c.channel), [c.day, c.week]])),
   };
   // Compiled once per template version per batch.
   const versions = [...new Map(batch.map((m) => [k(m.workspace_id, m.template_id, m.template_version), m])).values()];
@@ -158,6 +177,19 @@ async function sendOne(deps: Pick<Deps, 'config' | 'providers'>, ctx: Context, m
   if (address === null) return notSent('no_address');
   const template = ctx.templates.get(k(m.workspace_id, m.template_id, m.template_version));
   if (!template || template instanceof Error) return notSent('render_error');
+  const workspace = ctx.workspaces.get(m.workspace_id);
+  const rules = workspace?.settings ?? {};
+  const zone = customer.time_zone ?? workspace?.timeZone ?? 'UTC';
+  const quiet = rules.quietHours;
+  if (quiet && (quiet.channels ?? QUIET_DEFAULT_CHANNELS).includes(m.channel) && inWindow(now, zone, quiet.start, quiet.end)) {
+    if (quiet.behavior === 'skip') return notSent('quiet_hours');
+    return { ...base, status: 'queued', reason: 'quiet_hours: deferred to the end of the window', nextAttemptAt: nextLocalTime(now, zone, quiet.end), deferred: true };
+  }
+  // Decided before the provider call and counted at once, so one batch cannot overshoot a cap.
+  const cap = rules.frequencyCaps?.[m.channel as 'email'];
+  const sentBefore = ctx.sentCounts.get(k(m.workspace_id, m.customer_id, m.channel)) ?? [0, 0];
+  if (cap && ((cap.perDay !== undefined && sentBefore[0] >= cap.perDay) || (cap.perWeek !== undefined && sentBefore[1] >= cap.perWeek))) return notSent('frequency_capped');
+  ctx.sentCounts.set(k(m.workspace_id, m.customer_id, m.channel), [sentBefore[0] + 1, sentBefore[1] + 1]);
 
   const secret = deps.config.secret!;
   const urls = trackingUrls(deps.config.publicUrl, secret, m.workspace_id, m.id);
@@ -177,13 +209,16 @@ async function sendOne(deps: Pick<Deps, 'config' | 'providers'>, ctx: Context, m
   } catch (error) {
     return notSent(`render_error: ${(error as Error).message}`.slice(0, 500));
   }
-  const composed = composePayload({ channel: m.channel as TemplateChannel, content: template.content, values, settings: config.settings, address, subscription: subscription ?? null, urls, publicUrl: deps.config.publicUrl, channelConfigId: config.id });
+  const composed = composePayload({
+    channel: m.channel as TemplateChannel, content: template.content, values, settings: config.settings, defaultSender: rules.defaultSender,
+    address, subscription: subscription ?? null, urls, publicUrl: deps.config.publicUrl, channelConfigId: config.id,
+  });
   if ('error' in composed) return notSent(composed.error);
   const provider = deps.providers[config.provider];
   if (!provider) return notSent('channel_config_missing');
   let outcome: SendOutcome;
   try {
-    outcome = await provider.send({ messageId: m.id, workspaceId: m.workspace_id, payload: composed.payload, settings: config.settings, secrets: config.secrets, allowPrivateTargets: ctx.allowPrivate.get(m.workspace_id) ?? false });
+    outcome = await provider.send({ messageId: m.id, workspaceId: m.workspace_id, payload: composed.payload, settings: config.settings, secrets: config.secrets, allowPrivateTargets: rules.allowPrivateNetworkTargets === true });
   } catch (error) {
     // A provider that throws has broken its contract; nobody knows whether the request left.
     outcome = { kind: 'unknown', reason: (error as Error).message };
@@ -210,7 +245,7 @@ async function recordResults(sql: Sql, results: Result[], now: Date): Promise<vo
   const rows = results.map((r) => ({
     workspace_id: r.message.workspace_id, id: r.message.id, status: r.status, reason: r.reason, to_address: r.toAddress,
     rendered: r.rendered, provider_message_id: r.providerMessageId, next_attempt_at: r.nextAttemptAt?.toISOString() ?? null,
-    sent_at: r.status === 'sent' ? now.toISOString() : null,
+    sent_at: r.status === 'sent' ? now.toISOString() : null, deferred: r.deferred === true,
   }));
   const assignments: Assignment[] = results.flatMap((r) => {
     const kind = r.status === 'sent' ? 'sent' : r.status === 'not_sent' ? 'not_sent' : r.status === 'failed' ? 'failed' : null;
@@ -226,9 +261,9 @@ async function recordResults(sql: Sql, results: Result[], now: Date): Promise<vo
         reason = case when m.status in ('sending', 'unknown') then r.reason else m.reason end,
         to_address = coalesce(r.to_address, m.to_address), rendered = coalesce(r.rendered, m.rendered),
         provider_message_id = coalesce(r.provider_message_id, m.provider_message_id), next_attempt_at = coalesce(r.next_attempt_at, m.next_attempt_at),
-        sent_at = coalesce(r.sent_at, m.sent_at), updated_at = ${now}
+        sent_at = coalesce(r.sent_at, m.sent_at), attempts = m.attempts - case when r.deferred then 1 else 0 end, updated_at = ${now}
       from json_to_recordset(${JSON.stringify(rows)}::json)
-        as r(workspace_id uuid, id uuid, status text, reason text, to_address text, rendered jsonb, provider_message_id text, next_attempt_at timestamptz, sent_at timestamptz)
+        as r(workspace_id uuid, id uuid, status text, reason text, to_address text, rendered jsonb, provider_message_id text, next_attempt_at timestamptz, sent_at timestamptz, deferred boolean)
       where m.workspace_id = r.workspace_id and m.id = r.id`;
     await assignActions(tx, assignments);
     if (gone.length) {

@@ -1,11 +1,11 @@
 import { Type } from 'typebox';
 import type { Deps } from '../../deps.ts';
-import { notFound } from '../../http/errors.ts';
+import { forbidden, notFound } from '../../http/errors.ts';
 import { problems } from '../../http/problem.ts';
 import { IdParams, Ref } from '../../http/schemas.ts';
 import type { App } from '../../http/types.ts';
-import { ApiKeyParams, CreateApiKeyBody, CreatedApiKey, CreateWorkspaceBody, Workspace } from './workspaces.schemas.ts';
-import { createApiKey, createWorkspace, getWorkspace, revokeApiKey } from './workspaces.service.ts';
+import { ApiKeyParams, CreateApiKeyBody, CreatedApiKey, CreateWorkspaceBody, UpdateWorkspaceBody, Workspace } from './workspaces.schemas.ts';
+import { createApiKey, createWorkspace, getWorkspace, revokeApiKey, updateWorkspace } from './workspaces.service.ts';
 
 const tags = ['workspaces'];
 
@@ -30,6 +30,22 @@ export async function workspaceRoutes(app: App, deps: Deps) {
     const p = request.principal;
     if (p?.kind === 'key' && p.workspaceId !== request.params.id) throw notFound('Workspace');
     return getWorkspace(deps, request.params.id);
+  });
+
+  app.patch('/v1/workspaces/:id', {
+    config: { access: 'root-or-workspace' },
+    schema: {
+      operationId: 'updateWorkspace', tags, summary: 'Rename a workspace, change its time zone or its sending rules (quiet hours, caps, default sender)',
+      description: 'The root token, or a key of the workspace with the write scope. Settings are replaced as a whole.',
+      params: IdParams,
+      body: UpdateWorkspaceBody,
+      response: { 200: Ref(Workspace), ...problems(400, 401, 403, 404) },
+    },
+  }, async (request) => {
+    const p = request.principal;
+    if (p?.kind === 'key' && p.workspaceId !== request.params.id) throw notFound('Workspace');
+    if (p?.kind === 'key' && !p.scopes.includes('write')) throw forbidden('This API key lacks the "write" scope');
+    return updateWorkspace(deps, request.params.id, request.body);
   });
 
   app.post('/v1/workspaces/:id/api-keys', {

@@ -7,7 +7,7 @@ import { invalid, notFound } from '../../http/errors.ts';
 import { hashToken } from '../../http/auth.ts';
 import { isTimeZone } from '../../http/schemas.ts';
 import { newId } from '../../ids.ts';
-import type { ApiKey, CreateApiKeyBody, CreatedApiKey, CreateWorkspaceBody, Workspace } from './workspaces.schemas.ts';
+import type { ApiKey, CreateApiKeyBody, CreatedApiKey, CreateWorkspaceBody, UpdateWorkspaceBody, Workspace, WorkspaceSettings } from './workspaces.schemas.ts';
 
 export const KEY_REVOKED_CHANNEL = 'herald_api_key_revoked';
 
@@ -25,15 +25,28 @@ const toApiKey = (k: KeyRow): ApiKey => ({
 export async function createWorkspace(deps: Pick<Deps, 'db'>, body: CreateWorkspaceBody): Promise<Workspace> {
   const timeZone = body.timeZone ?? 'UTC';
   if (!isTimeZone(timeZone)) throw invalid('Unknown time zone', [{ pointer: '/timeZone', detail: `"${timeZone}" is not an IANA time zone` }]);
-  const [row] = await deps.db.insert(workspaces).values({ id: newId(), name: body.name, timeZone }).returning();
-  return { id: row!.id, name: row!.name, timeZone: row!.timeZone, createdAt: row!.createdAt.toISOString(), apiKeys: [] };
+  const [row] = await deps.db.insert(workspaces).values({ id: newId(), name: body.name, timeZone, settings: body.settings ?? {} }).returning();
+  return { ...toWorkspace(row!), apiKeys: [] };
 }
 
 export async function getWorkspace(deps: Pick<Deps, 'db'>, id: string): Promise<Workspace> {
   const row = await deps.db.query.workspaces.findFirst({ where: eq(workspaces.id, id) });
   if (!row) throw notFound('Workspace');
   const keys = await deps.db.select().from(apiKeys).where(eq(apiKeys.workspaceId, id)).orderBy(asc(apiKeys.id));
-  return { id: row.id, name: row.name, timeZone: row.timeZone, createdAt: row.createdAt.toISOString(), apiKeys: keys.map(toApiKey) };
+  return { ...toWorkspace(row), apiKeys: keys.map(toApiKey) };
+}
+
+const toWorkspace = (r: typeof workspaces.$inferSelect) => ({ id: r.id, name: r.name, timeZone: r.timeZone, settings: r.settings as WorkspaceSettings, createdAt: r.createdAt.toISOString() });
+
+export async function updateWorkspace(deps: Pick<Deps, 'db'>, id: string, body: UpdateWorkspaceBody): Promise<Workspace> {
+  if (body.timeZone && !isTimeZone(body.timeZone)) throw invalid('Unknown time zone', [{ pointer: '/timeZone', detail: `"${body.timeZone}" is not an IANA time zone` }]);
+  const set: Partial<typeof workspaces.$inferInsert> = {};
+  if (body.name) set.name = body.name;
+  if (body.timeZone) set.timeZone = body.timeZone;
+  if (body.settings) set.settings = body.settings;
+  const rows = await deps.db.update(workspaces).set(set).where(eq(workspaces.id, id)).returning({ id: workspaces.id });
+  if (!rows.length) throw notFound('Workspace');
+  return getWorkspace(deps, id);
 }
 
 export async function createApiKey(deps: Pick<Deps, 'db' | 'clock'>, workspaceId: string, body: CreateApiKeyBody): Promise<CreatedApiKey> {
