@@ -61,7 +61,9 @@ t.test('the tour', { skip: hasJq ? false : 'jq is not installed' }, async (t) =>
   t.equal(lines[8], '201');
   t.match(lines[9], /^idempotent-replayed: true/i);
   t.same(JSON.parse(lines[10]!), [{ pointer: '/colour', detail: 'is not a known field' }, { pointer: '/email', detail: 'must match format "email"' }]);
-  t.match(JSON.parse(lines[11]!), { customer: { email: 'ada@example.com', custom: { tier: 'gold' }, events: [{ type: 'order.placed', properties: { total: 99.5 } }] } });
-  t.same(JSON.parse(lines[12]!), { status: 'ready', checks: { database: 'ok', queue: 'ok' } });
-  t.ok(Number(lines[13]) > 10, 'metrics are served');
+  t.same(JSON.parse(lines[11]!), { subject: 'Welcome friend', missing: ['customer.first_name'] });
+  t.equal(lines[12], 'sent');
+  t.match(JSON.parse(lines[13]!), { customer: { email: 'ada@example.com', custom: { tier: 'gold' }, events: [{ type: 'order.placed', properties: { total: 99.5 } }] } });
+  t.same(JSON.parse(lines[14]!), { status: 'ready', checks: { database: 'ok', queue: 'ok' } });
+  t.ok(Number(lines[15]) > 10, 'metrics are served');
 });
