@@ -183,3 +183,10 @@ t.test('compileMjml', async (t) => {
   const include = await compileMjml('<mjml><mj-body><mj-include path="/etc/passwd" /></mj-body></mjml>');
   t.notOk(include.html.includes('root:'), 'mj-include never reads the disk');
 });
+
+t.test('merge tags in HTML fields are escaped; | raw opts out; text fields are left as they are', async (t) => {
+  const c = compileFields({ subject: 'Hi {{ customer.name }}', html: '<p>{{ customer.name }}</p><p>{{ customer.name | raw }}</p>' });
+  const out = await c.render({ customer: { name: '<script>alert(1)</script> & co' }, timeZone: 'UTC' });
+  t.equal(out.html, '<p>&lt;script&gt;alert(1)&lt;/script&gt; &amp; co</p><p><script>alert(1)</script> & co</p>');
+  t.equal(out.subject, 'Hi <script>alert(1)</script> & co', 'a subject is text, not HTML');
+});

@@ -58,7 +58,7 @@ class DisabledTag extends Tag {
   render(): void {}
 }
 
-const liquid = new Liquid({
+const options = {
   templates: {},
   parseLimit: PARSE_LIMIT_CHARS,
   renderLimit: RENDER_BUDGET_MS,
@@ -70,8 +70,14 @@ const liquid = new Liquid({
   // Host-independent output: the built-in `date` filter shows UTC in English unless told otherwise.
   timezoneOffset: 0,
   locale: 'en-US',
-});
-for (const name of ['include', 'render', 'layout']) liquid.registerTag(name, DisabledTag);
+};
+// Two engines: HTML fields escape what merge tags output (a custom field holding `<script>` stays
+// text; `| raw` opts out), plain-text fields (subject, SMS, push) do not.
+const liquid = new Liquid(options);
+const htmlLiquid = new Liquid({ ...options, outputEscape: 'escape' });
+const HTML_FIELDS = new Set(['html']);
+const engineFor = (field: string) => (HTML_FIELDS.has(field) ? htmlLiquid : liquid);
+for (const engine of [liquid, htmlLiquid]) for (const name of ['include', 'render', 'layout']) engine.registerTag(name, DisabledTag);
 
 // liquidjs hands filters the scope object we passed to render(), so the time zone rides along
 // without becoming a variable templates could read or overwrite.
@@ -88,14 +94,15 @@ function isTimeZone(zone: string): boolean {
   }
 }
 
-liquid.registerFilter('local_date', function localDate(this: { context: Context }, value: unknown, format?: unknown) {
+const localDate = function localDate(this: { context: Context }, value: unknown, format?: unknown) {
   const zone = zoneOfScope.get(this.context.environments) ?? 'UTC';
   if (!isTimeZone(zone)) throw new Error(`local_date: unknown time zone "${zone}"`);
   // A bare calendar date (a birthday) names a day, not an instant: converting its UTC midnight into a
   // zone west of UTC would print the day before.
   const calendarDay = typeof value === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(value.trim());
   return builtinDate.call(this as never, value, format, calendarDay ? 0 : zone);
-});
+};
+for (const engine of [liquid, htmlLiquid]) engine.registerFilter('local_date', localDate);
 
 type Segments = Array<string | number>;
 const segmentsOf = new WeakMap<CompiledTemplate, Segments[]>();
@@ -136,20 +143,21 @@ function scopeOf(ctx: RenderContext): Record<string, unknown> {
 
 /** Parses every field; throws a TemplateError naming the first bad field and where in it. */
 export function compileFields(fields: Record<string, string>): CompiledTemplate {
-  const parsed: Array<[string, Template[]]> = [];
+  const parsed: Array<[string, Template[], Liquid]> = [];
   const found = new Map<string, Segments>();
   for (const [field, source] of Object.entries(fields)) {
     let templates: Template[];
+    const engine = engineFor(field);
     try {
-      templates = liquid.parse(source);
-      for (const raw of liquid.globalVariableSegmentsSync(templates)) {
+      templates = engine.parse(source);
+      for (const raw of engine.globalVariableSegmentsSync(templates)) {
         const segs = staticSegments(raw);
         if (segs.length > 0) found.set(segs.join('.'), segs);
       }
     } catch (e) {
       throw toTemplateError(field, e);
     }
-    parsed.push([field, templates]);
+    parsed.push([field, templates, engine]);
   }
   const variables = [...found.keys()].sort();
   const compiled: CompiledTemplate = {
@@ -159,12 +167,12 @@ export function compileFields(fields: Record<string, string>): CompiledTemplate 
       zoneOfScope.set(scope, ctx.timeZone);
       const deadline = performance.now() + RENDER_BUDGET_MS;
       const out: Record<string, string> = {};
-      for (const [field, templates] of parsed) {
+      for (const [field, templates, engine] of parsed) {
         const left = Math.floor(deadline - performance.now());
         if (left <= 0) throw new TemplateError(`${field}: template render limit exceeded`, { field, kind: 'limit' });
         let text: string;
         try {
-          text = String(await liquid.render(templates, scope, { renderLimit: left }));
+          text = String(await engine.render(templates, scope, { renderLimit: left }));
         } catch (e) {
           throw toTemplateError(field, e);
         }
