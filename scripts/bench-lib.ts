@@ -83,3 +83,66 @@ export function describeFailures(result: LoadResult): string {
   if (result.errors) parts.push(`${result.errors} connection errors${result.timeouts ? ` (${result.timeouts} timeouts)` : ''}`);
   return parts.join(', ');
 }
+
+// ---- CPU profiles ----------------------------------------------------------------------------
+
+/** The parts of a V8 .cpuprofile (inspector Profiler.stop, or --cpu-prof) that the summary reads. */
+export interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }[];
+  startTime: number;
+  endTime: number;
+  samples?: number[];
+  timeDeltas?: number[];
+}
+
+export interface SelfTime {
+  /** "function (file:line)" or, grouped by file, the file or package. */
+  name: string;
+  ms: number;
+  /** Of the sampled time outside (idle). */
+  share: number;
+}
+
+const shortUrl = (url: string) => {
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(url);
+  if (pkg) return `${pkg[1]}/${pkg[2]}`;
+  const src = /\/((?:src|scripts|test)\/.*)$/.exec(url);
+  return src ? src[1]! : url.replace(/^file:\/\//, '') || '(native)';
+};
+const packageOf = (url: string) => {
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
+  if (pkg) return pkg[1]!;
+  const src = /\/((?:src|scripts|test)\/.*)$/.exec(url);
+  return src ? src[1]! : url.startsWith('node:') ? 'node core' : url ? shortUrl(url) : '(native/V8)';
+};
+
+/** Self time by function, by file, or by package (node_modules package or own file), highest first. */
+export function selfTime(profile: CpuProfile, by: 'function' | 'file' | 'package' = 'function', top = 20): SelfTime[] {
+  const byNode = new Map<number, number>();
+  const samples = profile.samples ?? [];
+  const deltas = profile.timeDeltas ?? [];
+  // timeDeltas[i] is the time before sample i: the time of sample i is the next delta.
+  for (let i = 0; i < samples.length; i++) byNode.set(samples[i]!, (byNode.get(samples[i]!) ?? 0) + (deltas[i + 1] ?? 0) / 1000);
+  const totals = new Map<string, number>();
+  let busy = 0;
+  for (const node of profile.nodes) {
+    const spent = byNode.get(node.id) ?? 0;
+    if (!spent) continue;
+    const { functionName, url, lineNumber } = node.callFrame;
+    if (functionName === '(idle)') continue;
+    busy += spent;
+    const special = functionName.startsWith('(');
+    const key = special
+      ? functionName
+      : by === 'function'
+        ? `${functionName || '(anonymous)'} (${shortUrl(url)}:${lineNumber + 1})`
+        : by === 'file'
+          ? shortUrl(url)
+          : packageOf(url);
+    totals.set(key, (totals.get(key) ?? 0) + spent);
+  }
+  return [...totals.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([name, spent]) => ({ name, ms: Math.round(spent), share: busy ? spent / busy : 0 }));
+}

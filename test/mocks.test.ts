@@ -7,7 +7,7 @@ import { createPrivateKey, sign } from 'node:crypto';
 import webpush from 'web-push';
 import { EventWebhook } from '@sendgrid/eventwebhook';
 import { Webhook } from 'standardwebhooks';
-import type { MockServer } from './mocks/server.ts';
+import { waitUntil, type MockServer } from './mocks/server.ts';
 import { eventWebhookHeaders, generateEventWebhookKeys, sendgridEvent, signEventWebhook, startSendGridMock, verifyEventWebhook } from './mocks/sendgrid.ts';
 import { smsSegments, startTwilioMock, twilioSignature } from './mocks/sms.ts';
 import { createSubscription, startWebPushMock, subscriptionId } from './mocks/webpush.ts';
@@ -226,6 +226,8 @@ t.test('Twilio Messages', async (t) => {
     t.equal(params.AccountSid, tw.accountSid);
     t.equal(r.headers['x-twilio-signature'], twilioSignature(tw.authToken, callback, params), 'receipt signed as Twilio signs');
   }
+  // The mock records the status once the receiver has answered, which may follow its arrival.
+  await waitUntil(() => tw.callbacks.length >= 2 && tw.callbacks.every((c) => c.status !== undefined), 2000, 'callback statuses');
   t.same(tw.callbacks.map((c) => c.status), [200, 200]);
   const fetched = await call(`${tw.url}${path.slice(0, -5)}/${String(resource.sid)}.json`, { headers: { authorization: basic() } });
   t.match(JSON.parse(fetched.body), { status: 'delivered' }, 'the resource follows its receipts');

@@ -11,6 +11,7 @@ import { createBoss, registerJobs } from '../jobs/queue.ts';
 import { EventHooks } from '../modules/events/events.hooks.ts';
 import { EventWriter } from '../modules/events/events.writer.ts';
 import { defaultProviders } from '../providers/index.ts';
+import { closeAgents } from '../providers/http.ts';
 import { KEY_REVOKED_CHANNEL } from '../modules/workspaces/workspaces.service.ts';
 import { loadSecrets } from './data-dir-secrets.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded-postgres.ts';
@@ -62,6 +63,8 @@ export async function startRuntime(config: Config, options: RuntimeOptions = {})
         await revocations.unlisten().catch(() => {});
         queueReady = false;
         await boss.stop({ graceful: true, timeout: 20_000, close: true }).catch(() => {});
+        for (const provider of Object.values(deps.providers)) (provider as { close?: () => void }).close?.();
+        await closeAgents();
         await db.close();
         await embedded?.stop();
       })());

@@ -1,0 +1,936 @@
+// npm run bench:send — the send pipeline and the SendGrid Event Webhook, each against a ceiling
+// measured in the same run on the same machine:
+//   1. sending: BENCH_MESSAGES (100,000) personalised emails (Liquid merge tags, ~3 KB of HTML
+//      with tracked links, a text part) enqueued with enqueueMessages() and sent by Herald's
+//      pg-boss send worker to a local SendGrid mock (emails/s, from the first enqueue commit to
+//      the last message recorded as sent)  vs  the mock's own ceiling: autocannon at the
+//      concurrency of the send worker, with a request body of the size Herald sends (req/s);
+//   2. webhooks: signed Event Webhook batches of 5,000 delivered/open/click events for the
+//      messages just sent, at concurrency 2 (events/s)  vs  a raw multi-row INSERT of the same
+//      rows into message_events (postgres.js, same batch size, same concurrency).
+// Herald (HERALD_ROLE=all, so its send worker runs) and the SendGrid mock run in child processes
+// of this script (modes --serve and --mock): none of Herald, the mock and the load generator
+// shares an event loop with another. The mock ceiling is measured once before the send and
+// twice after it; the webhook rounds are interleaved with their ceiling; medians are reported.
+//
+// Database: a fresh herald_bench_<random> on DATABASE_URL or TEST_DATABASE_URL, or, with neither
+// set, on an embedded PostgreSQL started in a temporary directory; dropped at the end.
+// Settings (environment): BENCH_MESSAGES (100000), BENCH_SECONDS (5, per ceiling round),
+// BENCH_WEBHOOK_ROUNDS (5, of 4 batches each), BENCH_SEND_TIMEOUT (600 s),
+// BENCH_PROFILE=1 profiles Herald during the send and during the webhook rounds only (V8
+// inspector, bench/profiles/*.cpuprofile) and prints the top self times; BENCH_PROFILE=full
+// runs Herald with --cpu-prof for its whole life instead.
+// Exit status: 0 when the runs were clean (even when a target is missed: this is a measurement),
+// 1 when any message was not sent, any request or INSERT failed, a check failed or the setup failed.
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import type { KeyObject } from 'node:crypto';
+import type { SendGridEventKind } from '../test/mocks/sendgrid.ts';
+import postgres from 'postgres';
+import { PgBoss } from 'pg-boss';
+import { describeFailures, int, load, median, ms, percent, selfTime, table, type CpuProfile, type LoadResult } from './bench-lib.ts';
+
+const SCRIPT = fileURLToPath(import.meta.url);
+const MESSAGES = positive(process.env.BENCH_MESSAGES, 100_000);
+const ENQUEUE_BATCH = 10_000;
+const SECONDS = positive(process.env.BENCH_SECONDS, 5);
+const WARMUP_SECONDS = 2;
+const CEILING_ROUNDS_AFTER = 2;
+const WEBHOOK_BATCH = 5000;
+const WEBHOOK_CONCURRENCY = 2;
+const WEBHOOK_ROUNDS = positive(process.env.BENCH_WEBHOOK_ROUNDS, 5);
+const BATCHES_PER_ROUND = 4;
+const SEND_TIMEOUT_S = positive(process.env.BENCH_SEND_TIMEOUT, 600);
+const POLL_MS = 250;
+const DRAIN_MS = 300;
+const TARGET_SEND = 0.3;
+const TARGET_WEBHOOK = 0.4;
+const PROFILE = process.env.BENCH_PROFILE === 'full' ? 'full' : process.env.BENCH_PROFILE === '1' ? 'phases' : 'off';
+const SENT_STATUSES = ['sent', 'delivered', 'opened', 'clicked'];
+/** The send worker's provider-call concurrency, read from its source so the ceiling follows it. */
+const SEND_CONCURRENCY = (() => {
+  try {
+    const source = readFileSync(new URL('../src/modules/messages/send.worker.ts', import.meta.url), 'utf8');
+    return Number(/^const CONCURRENCY = (\d+);/m.exec(source)?.[1] ?? 16);
+  } catch {
+    return 16;
+  }
+})();
+
+function positive(value: string | undefined, fallback: number): number {
+  const n = Number(value);
+  return value && Number.isInteger(n) && n > 0 ? n : fallback;
+}
+
+type Ready = { ready: true; port: number };
+const isReady = (m: unknown): m is Ready => typeof m === 'object' && m !== null && (m as Ready).ready === true;
+type Question = { ask: string; seq: number; [key: string]: unknown };
+type Answer = { seq: number; answer?: unknown; error?: string };
+const isQuestion = (m: unknown): m is Question => typeof m === 'object' && m !== null && typeof (m as Question).ask === 'string';
+const isAnswer = (m: unknown): m is Answer => typeof m === 'object' && m !== null && typeof (m as Answer).seq === 'number' && !('ask' in m);
+type Answers = Record<string, (question: Question) => unknown>;
+
+// ---- child modes -------------------------------------------------------------------------------
+
+/** Herald itself with its workers (HERALD_ROLE=all), started through the runtime API like server.ts does. */
+async function serve(): Promise<void> {
+  const { loadConfig } = await import('../src/config.ts');
+  const { startRuntime } = await import('../src/runtime/runtime.ts');
+  const env = process.env;
+  const config = loadConfig({
+    NODE_ENV: 'production',
+    HERALD_ROLE: 'all',
+    DATABASE_URL: env.BENCH_DATABASE_URL,
+    HERALD_DATA_DIR: env.BENCH_DATA_DIR,
+    HERALD_ROOT_TOKEN: env.BENCH_ROOT_TOKEN,
+    HERALD_SECRET: 'x'.repeat(40),
+    // Tracking links as long as a real deployment's.
+    HERALD_PUBLIC_URL: 'https://herald.bench.example.com',
+    LOG_LEVEL: 'warn',
+    HERALD_RATE_LIMIT: '100000000',
+    PORT: '0',
+    HOST: '127.0.0.1',
+  });
+  // Logs at LOG_LEVEL=warn: silent on the happy path; the parent collects what a failure logs.
+  const runtime = await startRuntime(config, { logger: true });
+  await runtime.app.listen({ port: 0, host: '127.0.0.1' });
+  // BENCH_PROFILE=1: the parent brackets each phase with profileStart / profileStop.
+  let session: import('node:inspector/promises').Session | undefined;
+  await announce(runtime.app.server.address(), () => runtime.close(), {
+    async profileStart() {
+      const { Session } = await import('node:inspector/promises');
+      session = new Session();
+      session.connect();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.start');
+      return true;
+    },
+    async profileStop(question) {
+      if (!session) throw new Error('no profile running');
+      const { profile } = await session.post('Profiler.stop');
+      session.disconnect();
+      session = undefined;
+      writeFileSync(String(question.path), JSON.stringify(profile));
+      return String(question.path);
+    },
+  });
+}
+
+/** The SendGrid mock, counting only (record: false), and the bytes of the bodies it was sent. */
+async function mock(): Promise<void> {
+  const { startSendGridMock } = await import('../test/mocks/sendgrid.ts');
+  const sendgrid = await startSendGridMock({ apiKey: process.env.BENCH_SENDGRID_KEY!, record: false });
+  const bodies = { requests: 0, bytes: 0 };
+  sendgrid.server.on('request', (req: { headers: Record<string, unknown> }) => {
+    bodies.requests++;
+    bodies.bytes += Number(req.headers['content-length'] ?? 0);
+  });
+  await announce(sendgrid.server.address(), () => sendgrid.close(), {
+    stats: () => ({ ...sendgrid.counts, ...bodies }),
+  });
+}
+
+/** Tells the parent the port, answers its questions, then stops on its word or when it goes away. */
+async function announce(address: unknown, close: () => Promise<unknown>, answers: Answers = {}): Promise<void> {
+  const port = typeof address === 'object' && address !== null ? (address as { port: number }).port : 0;
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await close().catch((error: unknown) => process.stderr.write(`bench child: close failed: ${String(error)}\n`));
+    process.exit(0); // exits normally, so that --cpu-prof writes its profile
+  };
+  process.on('message', (m) => {
+    if (m === 'stop') return void stop();
+    if (!isQuestion(m)) return;
+    const answer = answers[m.ask];
+    Promise.resolve()
+      .then(() => {
+        if (!answer) throw new Error(`unknown question ${m.ask}`);
+        return answer(m);
+      })
+      .then(
+        (value) => process.send?.({ seq: m.seq, answer: value } satisfies Answer),
+        (error: unknown) => process.send?.({ seq: m.seq, error: error instanceof Error ? error.message : String(error) } satisfies Answer),
+      );
+  });
+  process.on('disconnect', () => void stop());
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => {}); // a ^C reaches the whole group: the parent decides
+  process.send!({ ready: true, port } satisfies Ready);
+}
+
+// ---- the bench ---------------------------------------------------------------------------------
+
+interface RunFailures {
+  what: string;
+  detail: string;
+}
+
+interface MockStats {
+  received: number;
+  accepted: number;
+  rejected: number;
+  faulted: number;
+  requests: number;
+  bytes: number;
+}
+
+const failures: RunFailures[] = [];
+const totals = { requests: 0, non2xx: 0, connectionErrors: 0, timeouts: 0, failedInserts: 0 };
+const serverLog = { lines: 0, first: [] as string[] };
+const cleanups: (() => Promise<unknown>)[] = [];
+let cleaning: Promise<void> | undefined;
+
+function cleanup(): Promise<void> {
+  return (cleaning ??= (async () => {
+    for (const step of cleanups.reverse()) {
+      await step().catch((error: unknown) => process.stderr.write(`cleanup: ${error instanceof Error ? error.message : String(error)}\n`));
+    }
+  })());
+}
+
+function say(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+// ---- the content: a template with merge tags, customers with custom fields -----------------------
+
+const FIRST_NAMES = ['Ada', 'Grace', 'Alan', 'Katherine', 'Edsger', 'Barbara', 'Donald', 'Frances', 'Ken', 'Margaret', 'Dennis', 'Radia'];
+const TIERS = ['free', 'pro', 'gold'];
+const CITIES = ['Lyon', 'Porto', 'Leeds', 'Gdańsk', 'Bologna', 'Ghent', 'Tartu', 'Malmö'];
+const PRODUCTS = [
+  ['Trail running shoes', 'Grippy, light and ready for wet rock: the pair our testers reached for all autumn.'],
+  ['Merino base layer', 'Warm when it is cold, cool when it is not, and it never smells like last week.'],
+  ['Insulated bottle', 'Keeps tea hot for twelve hours and water cold for a whole day on the trail.'],
+  ['Headlamp 400 lm', 'Rechargeable over USB-C, with a red mode that keeps your night vision intact.'],
+  ['Packable rain shell', 'Folds into its own pocket and weighs less than an apple. Taped seams throughout.'],
+] as const;
+
+function templateContent(): { subject: string; html: string; text: string } {
+  const link = (i: number) => `https://shop.example.com/p/${1040 + i}?utm_source=herald&amp;utm_medium=email&amp;utm_campaign=weekly-picks&amp;ref={{ customer.external_id }}`;
+  const cards = PRODUCTS.map(
+    ([name, blurb], i) => `
+<tr><td style="padding:16px 24px;border-bottom:1px solid #eee">
+<h2 style="margin:0 0 6px;font-size:18px;color:#222">${name}</h2>
+<p style="margin:0 0 12px;font-size:14px;color:#555">${blurb}</p>
+<a href="${link(i)}" style="padding:8px 16px;background:#1a73e8;color:#fff">See it</a>
+</td></tr>`,
+  ).join('');
+  const html = `<!doctype html>
+<html><head><meta charset="utf-8"><title>Your weekly picks</title>
+<style>body{margin:0;background:#f4f4f4;font-family:Helvetica,Arial,sans-serif}a{color:#1a73e8}</style></head>
+<body>
+<table role="presentation" width="600" align="center" style="background:#fff">
+<tr><td style="padding:24px">
+<h1 style="font-size:22px">Hi {{ customer.first_name | default: "there" }},</h1>
+<p style="font-size:15px">Five things {{ customer.tier }} members in {{ customer.city | default: "your area" }} liked this week (picks #{{ event.total }}).</p>
+</td></tr>${cards}
+<tr><td style="padding:24px;font-size:12px;color:#888">
+You get this email because you are a {{ customer.tier }} member with the address {{ customer.email }}.<br>
+<a href="{{ view_url }}" data-herald-no-track>View it online</a> &middot;
+<a href="{{ unsubscribe_url }}" data-herald-no-track>Unsubscribe</a>
+</td></tr></table></body></html>`;
+  const text = [
+    'Hi {{ customer.first_name | default: "there" }},',
+    '',
+    'Five things {{ customer.tier }} members in {{ customer.city | default: "your area" }} liked this week:',
+    ...PRODUCTS.map(([name], i) => `- ${name}: ${link(i).replaceAll('&amp;', '&')}`),
+    '',
+    'Unsubscribe: {{ unsubscribe_url }}',
+  ].join('\n');
+  return { subject: '{{ customer.first_name | default: "Hi" }}, five picks for {{ customer.tier }} members', html, text };
+}
+
+function customersCsv(n: number): string {
+  const lines = ['externalId,email,first_name,tier,city'];
+  for (let i = 0; i < n; i++) lines.push(`c${i},c${i}@bench.example.com,${FIRST_NAMES[i % FIRST_NAMES.length]},${TIERS[i % TIERS.length]},${CITIES[i % CITIES.length]}`);
+  return `${lines.join('\n')}\n`;
+}
+
+// ---- process figures from /proc (Linux): nothing asked of the processes themselves ---------------
+
+const TICKS = 100; // USER_HZ
+function procCpu(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / TICKS;
+  } catch {
+    return Number.NaN;
+  }
+}
+function procMemory(pid: number): { rss: number; hwm: number } {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024;
+    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+  } catch {
+    return { rss: Number.NaN, hwm: Number.NaN };
+  }
+}
+/** CPU seconds of every process named "postgres" on this machine (backends that came and went in between are missed). */
+function postgresCpu(): number {
+  let total = 0;
+  try {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) !== 'postgres') continue;
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        total += (Number(fields[11]) + Number(fields[12])) / TICKS;
+      } catch {
+        // the process ended
+      }
+    }
+  } catch {
+    return Number.NaN;
+  }
+  return total;
+}
+/** Busy and total CPU seconds of the whole machine. */
+function machineCpu(): { busy: number; total: number } {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = line.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { busy: (total - line[3]! - line[4]!) / TICKS, total: total / TICKS };
+  } catch {
+    return { busy: Number.NaN, total: Number.NaN };
+  }
+}
+
+/** CPU use over a phase: cores busy per process (1.0 = one core all the time) and the machine's busy share. */
+function cpuMeter(pids: { herald: number; mock: number }) {
+  const start = { at: performance.now(), herald: procCpu(pids.herald), mock: procCpu(pids.mock), postgres: postgresCpu(), machine: machineCpu() };
+  return () => {
+    const seconds = (performance.now() - start.at) / 1000;
+    const machine = machineCpu();
+    return {
+      heraldCores: round2((procCpu(pids.herald) - start.herald) / seconds),
+      mockCores: round2((procCpu(pids.mock) - start.mock) / seconds),
+      postgresCores: round2((postgresCpu() - start.postgres) / seconds),
+      machineBusy: round3((machine.busy - start.machine.busy) / (machine.total - start.machine.total)),
+    };
+  };
+}
+
+// ---- main ------------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      process.stderr.write(`\n${signal}: cleaning up\n`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+  const started = performance.now();
+  const cores = availableParallelism();
+  say(`bench:send: node ${process.version}, ${cores} cores (${cpus()[0]?.model.trim() ?? 'unknown cpu'})`);
+  say(
+    `${int(MESSAGES)} emails at send concurrency ${SEND_CONCURRENCY}; mock ceiling: ${1 + CEILING_ROUNDS_AFTER} rounds of ${SECONDS} s; ` +
+      `webhooks: ${WEBHOOK_ROUNDS} rounds of ${BATCHES_PER_ROUND} batches of ${int(WEBHOOK_BATCH)} at concurrency ${WEBHOOK_CONCURRENCY}, interleaved with the raw INSERT`,
+  );
+  const loadAtStart = loadavg()[0] ?? 0;
+  if (loadAtStart > cores / 4) say(`note: the machine is already busy (load average ${loadAtStart.toFixed(2)}): figures and ceilings will be noisier`);
+
+  const tmp = await mkdtemp(join(tmpdir(), 'herald-bench-'));
+  cleanups.push(() => rm(tmp, { recursive: true, force: true }));
+
+  // The database server: the given one, or an embedded one for this run.
+  let adminUrl = process.env.DATABASE_URL || process.env.TEST_DATABASE_URL;
+  if (!adminUrl) {
+    say('DATABASE_URL and TEST_DATABASE_URL are unset: starting an embedded PostgreSQL');
+    const { startEmbeddedPostgres } = await import('../src/runtime/embedded-postgres.ts');
+    const quiet = { info: () => {}, warn: (m: string) => process.stderr.write(`${m}\n`), debug: () => {} };
+    await chmod(tmp, 0o755);
+    const pg = await startEmbeddedPostgres(join(tmp, 'pg-data'), quiet, 'postgres');
+    cleanups.push(() => pg.stop());
+    adminUrl = pg.url;
+  }
+  const dbName = `herald_bench_${randomBytes(5).toString('hex')}`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  cleanups.push(() => admin.end({ timeout: 5 }));
+  await admin.unsafe(`create database "${dbName}"`);
+  cleanups.push(() => admin.unsafe(`drop database if exists "${dbName}" with (force)`));
+  const benchUrlObject = new URL(adminUrl);
+  benchUrlObject.pathname = `/${dbName}`;
+  const benchUrl = benchUrlObject.toString();
+  const [{ version: pgVersion } = { version: '?' }] = await admin<{ version: string }[]>`select current_setting('server_version') as version`;
+
+  // The two servers.
+  const rootToken = `hr_bench_${randomBytes(24).toString('base64url')}`;
+  const sendgridKey = `SG.${randomBytes(16).toString('base64url')}.${randomBytes(32).toString('base64url')}`;
+  const profileDir = resolve('bench', 'profiles');
+  if (PROFILE !== 'off') mkdirSync(profileDir, { recursive: true });
+  const [herald, sendgrid] = await Promise.all([
+    startChild('herald', ['--serve'], { BENCH_DATABASE_URL: benchUrl, BENCH_DATA_DIR: join(tmp, 'herald-data'), BENCH_ROOT_TOKEN: rootToken }, PROFILE === 'full' ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+    startChild('sendgrid mock', ['--mock'], { BENCH_SENDGRID_KEY: sendgridKey }, []),
+  ]);
+  const heraldUrl = `http://127.0.0.1:${herald.port}`;
+  const mockUrl = `http://127.0.0.1:${sendgrid.port}`;
+  const mockStats = () => ask<MockStats>(sendgrid.child, 'stats');
+
+  // The workspace, its key, the channel config, the template and the customers, through the API.
+  const api = async (method: string, path: string, token: string, body?: unknown, contentType = 'application/json') => {
+    const response = await fetch(`${heraldUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': contentType }) },
+      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+    });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`setup: ${method} ${path} answered ${response.status}: ${text.slice(0, 500)}`);
+    return JSON.parse(text) as Record<string, unknown>;
+  };
+  const setupStarted = performance.now();
+  const workspace = await api('POST', '/v1/workspaces', rootToken, { name: 'bench' });
+  const workspaceId = String(workspace.id);
+  // The mock listens on 127.0.0.1, which the SSRF guard refuses unless the workspace allows it.
+  await api('PATCH', `/v1/workspaces/${workspaceId}`, rootToken, { settings: { allowPrivateNetworkTargets: true } });
+  const apiKey = String((await api('POST', `/v1/workspaces/${workspaceId}/api-keys`, rootToken, { name: 'bench', scopes: ['read', 'write'] })).token);
+  const { generateEventWebhookKeys, eventWebhookHeaders, sendgridEvent } = await import('../test/mocks/sendgrid.ts');
+  const webhookKeys = generateEventWebhookKeys();
+  const config = await api('POST', '/v1/channel-configs', apiKey, {
+    name: 'SendGrid (bench mock)',
+    provider: 'sendgrid',
+    settings: { fromEmail: 'picks@shop.example.com', fromName: 'Example Shop', apiBaseUrl: mockUrl, eventWebhookPublicKey: webhookKeys.publicKey },
+    secrets: { apiKey: sendgridKey },
+  });
+  const configId = String(config.id);
+  const content = templateContent();
+  const template = await api('POST', '/v1/templates', apiKey, { name: 'Weekly picks', channel: 'email', content });
+  const templateId = String(template.id);
+  const templateVersion = Number(template.currentVersion ?? template.version ?? 1);
+  const importStarted = performance.now();
+  const upload = await api('POST', '/v1/customers/import', apiKey, customersCsv(MESSAGES), 'text/csv');
+  let imported: Record<string, unknown> = upload;
+  for (const deadline = Date.now() + 300_000; imported.status !== 'completed'; await sleep(500)) {
+    if (imported.status === 'failed' || Date.now() > deadline) throw new Error(`setup: the import did not complete: ${JSON.stringify(imported).slice(0, 500)}`);
+    imported = await api('GET', `/v1/imports/${String(upload.id)}`, apiKey);
+  }
+  if (imported.createdRows !== MESSAGES || imported.failedRows !== 0) throw new Error(`setup: expected ${MESSAGES} created rows, got ${JSON.stringify(imported).slice(0, 500)}`);
+  const importSeconds = (performance.now() - importStarted) / 1000;
+
+  // Herald's own client setup (JSON sent as text, as enqueueMessages expects).
+  const { createDatabase } = await import('../src/db/client.ts');
+  const database = createDatabase(benchUrl, { max: 4, applicationName: 'herald-bench' });
+  const sql = database.sql;
+  cleanups.push(() => database.close());
+  const { BOSS_SCHEMA } = await import('../src/jobs/queue.ts');
+  const { enqueueMessages } = await import('../src/modules/messages/outbox.ts');
+  const { newId } = await import('../src/ids.ts');
+  const boss = new PgBoss({ connectionString: benchUrl, schema: BOSS_SCHEMA, max: 2, supervise: false, schedule: false, migrate: false, application_name: 'herald-bench-enqueue' });
+  boss.on('error', (error) => failures.push({ what: 'bench pg-boss client', detail: error instanceof Error ? error.message : String(error) }));
+  await boss.start();
+  cleanups.push(() => boss.stop({ graceful: false, close: true }));
+  const customerIds = (await sql<{ id: string }[]>`select id from customers where workspace_id = ${workspaceId} order by id`).map((r) => r.id);
+  if (customerIds.length !== MESSAGES) throw new Error(`setup: expected ${MESSAGES} customers, found ${customerIds.length}`);
+  say(
+    `setup: workspace ${workspaceId}, ${int(MESSAGES)} customers imported in ${(importSeconds).toFixed(1)} s, template of ${int(Buffer.byteLength(content.html))} B of HTML ` +
+      `(${PRODUCTS.length} tracked links) and ${int(Buffer.byteLength(content.text))} B of text (database ${dbName}, PostgreSQL ${pgVersion}; ${((performance.now() - setupStarted) / 1000).toFixed(1)} s)`,
+  );
+
+  const message = (customerId: string, sourceId: string) => ({
+    workspaceId, customerId, channel: 'email', channelConfigId: configId, templateId, templateVersion, sourceType: 'action', sourceId, event: { type: 'bench', total: MESSAGES },
+  });
+
+  // A probe: one message through the whole pipeline before anything is timed. It fails fast on a
+  // broken setup and tells the size of Herald's requests, which the ceiling's body copies.
+  const probeSource = `bench-probe-${randomBytes(4).toString('hex')}`;
+  const [probeId] = await sql.begin((tx) => enqueueMessages(tx, boss, [message(customerIds[0]!, probeSource)], new Date()));
+  let probe: { status: string; reason: string | null; to_address: string | null; rendered: Record<string, unknown> | null } | undefined;
+  for (const deadline = Date.now() + 60_000; ; await sleep(100)) {
+    [probe] = await sql<NonNullable<typeof probe>[]>`select status, reason, to_address, rendered from messages where workspace_id = ${workspaceId} and id = ${probeId!}`;
+    if (probe && !['queued', 'sending'].includes(probe.status)) break;
+    if (Date.now() > deadline) throw new Error(`probe: message still ${probe?.status ?? 'missing'} after 60 s${probe?.reason ? ` (${probe.reason})` : ''}`);
+  }
+  if (probe.status !== 'sent') throw new Error(`probe: the message ended ${probe.status}: ${probe.reason ?? 'no reason'}`);
+  const afterProbe = await mockStats();
+  if (afterProbe.accepted !== 1 || afterProbe.requests !== 1) throw new Error(`probe: the mock saw ${JSON.stringify(afterProbe)}`);
+  const heraldBodyBytes = afterProbe.bytes;
+  const ceilingBody = mailBody(probe, probeId!, workspaceId, heraldBodyBytes);
+  const ceilingHeaders = { authorization: `Bearer ${sendgridKey}`, 'content-type': 'application/json' };
+  const check = await fetch(`${mockUrl}/v3/mail/send`, { method: 'POST', headers: ceilingHeaders, body: ceilingBody });
+  if (check.status !== 202) throw new Error(`probe: the mock answered the ceiling's body with ${check.status}: ${(await check.text()).slice(0, 300)}`);
+  say(`probe: sent; Herald's request body is ${int(heraldBodyBytes)} B; the ceiling's body ${int(ceilingBody.length)} B`);
+
+  function checkLoad(result: LoadResult, what: string): void {
+    totals.requests += result.requests.total;
+    totals.non2xx += result.non2xx;
+    totals.connectionErrors += result.errors;
+    totals.timeouts += result.timeouts;
+    const failed = describeFailures(result);
+    if (failed) failures.push({ what, detail: failed });
+    if (result['2xx'] === 0) failures.push({ what, detail: 'no successful response at all' });
+  }
+  const mockCeiling = async (seconds: number, what: string) => {
+    const result = await load({ url: `${mockUrl}/v3/mail/send`, connections: SEND_CONCURRENCY, duration: seconds, method: 'POST', headers: ceilingHeaders, body: ceilingBody });
+    checkLoad(result, what);
+    await sleep(DRAIN_MS);
+    return { perSecond: result['2xx'] / result.duration, p50: result.latency.p50, p99: result.latency.p99 };
+  };
+
+  // ---- 1. sending ----------------------------------------------------------------------------
+  say('mock ceiling: warming up, then round 1...');
+  await mockCeiling(WARMUP_SECONDS, 'warm-up: mock ceiling');
+  const ceilingRounds = [await mockCeiling(SECONDS, 'mock ceiling, round 1 (before the send)')];
+
+  say(`sending ${int(MESSAGES)} emails...`);
+  const sourceId = `bench-${randomBytes(4).toString('hex')}`;
+  const beforeSend = await mockStats();
+  const heraldPid = herald.child.pid!;
+  const cpu = cpuMeter({ herald: heraldPid, mock: sendgrid.child.pid! });
+  if (PROFILE === 'phases') await ask(herald.child, 'profileStart');
+  let rssPeak = procMemory(heraldPid).rss;
+  let firstCommit: number | undefined;
+  let enqueued = 0;
+  const enqueue = (async () => {
+    for (let from = 0; from < MESSAGES; from += ENQUEUE_BATCH) {
+      const rows = customerIds.slice(from, from + ENQUEUE_BATCH).map((id) => message(id, sourceId));
+      const ids = await sql.begin((tx) => enqueueMessages(tx, boss, rows, new Date()));
+      firstCommit ??= performance.now();
+      if (ids.length !== rows.length) throw new Error(`enqueue: ${rows.length} rows gave ${ids.length} messages`);
+      enqueued += ids.length;
+    }
+    return performance.now();
+  })();
+  const enqueueFailed = enqueue.then(() => new Promise<never>(() => {}));
+  // The clock starts at the first commit (or the enqueue's failure ends the wait).
+  while (firstCommit === undefined) await Promise.race([sleep(5), enqueueFailed]);
+  const clockStart = firstCommit;
+  let statuses: { status: string; reason: string; n: number }[] = [];
+  let sent = 0;
+  let lastProgress = clockStart;
+  let lastSent = 0;
+  let lastChange = clockStart;
+  const pollTimes: number[] = [];
+  let clockStop = Number.NaN;
+  for (;;) {
+    const polled = performance.now();
+    statuses = await sql<{ status: string; reason: string; n: number }[]>`
+      select status, coalesce(reason, '') as reason, count(*)::int as n from messages
+      where workspace_id = ${workspaceId} and source_type = 'action' and source_id = ${sourceId} group by 1, 2`;
+    const now = performance.now();
+    pollTimes.push(now - polled);
+    rssPeak = Math.max(rssPeak, procMemory(heraldPid).rss);
+    sent = statuses.filter((s) => SENT_STATUSES.includes(s.status)).reduce((a, s) => a + s.n, 0);
+    if (sent >= MESSAGES) {
+      clockStop = now;
+      break;
+    }
+    const pending = statuses.filter((s) => s.status === 'queued' || s.status === 'sending').reduce((a, s) => a + s.n, 0);
+    if (sent !== lastSent) [lastSent, lastChange] = [sent, now];
+    if (enqueued === MESSAGES && pending === 0) break; // everything ended, not everything was sent
+    if (now - clockStart > SEND_TIMEOUT_S * 1000) {
+      failures.push({ what: 'sending', detail: `timed out after ${SEND_TIMEOUT_S} s with ${sent} sent` });
+      break;
+    }
+    if (now - lastChange > 120_000) {
+      failures.push({ what: 'sending', detail: `no progress for 120 s at ${sent} sent` });
+      break;
+    }
+    if (now - lastProgress >= 5000) {
+      lastProgress = now;
+      say(`  ${((now - clockStart) / 1000).toFixed(0).padStart(4)} s: ${int(sent)} sent (${int(sent / ((now - clockStart) / 1000))}/s), ${int(pending)} pending, Herald RSS ${mib(procMemory(heraldPid).rss)}`);
+    }
+    await Promise.race([sleep(POLL_MS), enqueueFailed]);
+  }
+  const enqueueDone = await enqueue;
+  const sendCpu = cpu();
+  let sendProfile: string | undefined;
+  if (PROFILE === 'phases') sendProfile = await ask<string>(herald.child, 'profileStop', { path: join(profileDir, `send-${stamp()}.cpuprofile`) });
+  const sendSeconds = (clockStop - clockStart) / 1000;
+  const emailsPerSecond = MESSAGES / sendSeconds;
+  const afterSend = await mockStats();
+  const mockDelta = {
+    received: afterSend.received - beforeSend.received,
+    accepted: afterSend.accepted - beforeSend.accepted,
+    rejected: afterSend.rejected - beforeSend.rejected,
+    faulted: afterSend.faulted - beforeSend.faulted,
+    meanBodyBytes: Math.round((afterSend.bytes - beforeSend.bytes) / Math.max(1, afterSend.requests - beforeSend.requests)),
+  };
+  const notSent = statuses.filter((s) => !SENT_STATUSES.includes(s.status));
+  if (notSent.length) failures.push({ what: 'sending', detail: `messages not sent: ${notSent.map((s) => `${s.status}${s.reason ? ` (${s.reason})` : ''} x${s.n}`).join(', ')}` });
+  if (mockDelta.accepted !== MESSAGES || mockDelta.received !== MESSAGES) {
+    failures.push({ what: 'sending', detail: `the mock accepted ${mockDelta.accepted} and received ${mockDelta.received} requests for ${MESSAGES} messages (expected exactly ${MESSAGES} of each)` });
+  }
+  const heraldMemory = procMemory(heraldPid);
+  say(
+    `sent ${int(sent)} in ${sendSeconds.toFixed(1)} s: ${int(emailsPerSecond)} emails/s (enqueue of ${int(MESSAGES)} took ${((enqueueDone - clockStart) / 1000).toFixed(1)} s after the first commit); ` +
+      `Herald RSS peak ${mib(rssPeak)} during the send (VmHWM ${mib(heraldMemory.hwm)}); mock: ${int(mockDelta.accepted)} accepted, ${int(mockDelta.received)} received, mean body ${int(mockDelta.meanBodyBytes)} B`,
+  );
+
+  say(`mock ceiling: ${CEILING_ROUNDS_AFTER} more rounds...`);
+  for (let round = 2; round <= 1 + CEILING_ROUNDS_AFTER; round++) ceilingRounds.push(await mockCeiling(SECONDS, `mock ceiling, round ${round} (after the send)`));
+  say(`mock ceiling rounds: ${ceilingRounds.map((r) => `${int(r.perSecond)} req/s (p50 ${ms(r.p50)})`).join(' / ')}`);
+
+  // ---- 2. webhooks ---------------------------------------------------------------------------
+  const sentMessages = await sql<{ id: string; provider_message_id: string | null; to_address: string | null }[]>`
+    select id, provider_message_id, to_address from messages where workspace_id = ${workspaceId} and source_type = 'action' and source_id = ${sourceId} order by id`;
+  if (sentMessages.length === 0) throw new Error('webhooks: no messages to post events for');
+  // Each message delivered, every second one opened, every fourth one clicked; round and round.
+  let eventCursor = 0;
+  const nextEvents = (count: number) => {
+    const events: Record<string, unknown>[] = [];
+    while (events.length < count) {
+      const j = eventCursor++;
+      const m = sentMessages[j % sentMessages.length]!;
+      const kinds: SendGridEventKind[] = ['delivered', ...(j % 2 === 0 ? ['open' as const] : []), ...(j % 4 === 0 ? ['click' as const] : [])];
+      for (const kind of kinds) {
+        if (events.length === count) break;
+        events.push(sendgridEvent(kind, m.provider_message_id ?? m.id, { email: m.to_address ?? 'to@example.com', customArgs: { herald_message_id: m.id, herald_workspace_id: workspaceId } }));
+      }
+    }
+    return events;
+  };
+  // The rows Herald stores for an event (see receiveSendgridEvents), for the raw INSERT.
+  const KINDS: Record<string, string> = { delivered: 'delivered', open: 'opened', click: 'clicked' };
+  const rawRows = (events: Record<string, unknown>[]) =>
+    events.map((e) => {
+      const data: Record<string, unknown> = { provider: 'sendgrid', event: e.event };
+      for (const f of ['url', 'useragent', 'ip', 'reason', 'type', 'status', 'response', 'attempt']) if (e[f] !== undefined) data[f === 'useragent' ? 'userAgent' : f] = e[f];
+      return {
+        workspace_id: workspaceId, id: newId(), message_id: String(e.herald_message_id), kind: KINDS[String(e.event)]!,
+        occurred_at: new Date(Number(e.timestamp) * 1000), provider_event_id: `raw:${String(e.sg_event_id)}`, data: JSON.stringify(data),
+      };
+    });
+  const webhookUrl = `${heraldUrl}/webhooks/sendgrid/${configId}`;
+  let posted = 0;
+  const receiptProblems: string[] = [];
+  const post = async (payload: string, headers: Record<string, string>) => {
+    const response = await fetch(webhookUrl, { method: 'POST', headers, body: payload });
+    const text = await response.text();
+    totals.requests++;
+    if (response.status !== 200) {
+      totals.non2xx++;
+      throw new Error(`webhook batch answered ${response.status}: ${text.slice(0, 300)}`);
+    }
+    return JSON.parse(text) as { stored: number; duplicates: number; unknownMessages: number; ignored: number };
+  };
+  const sign = (batches: Record<string, unknown>[][]) =>
+    batches.map((events) => {
+      const payload = JSON.stringify(events);
+      return { events, payload, headers: eventWebhookHeaders(webhookKeys.privateKey as KeyObject, payload) };
+    });
+  /** Posts the batches at WEBHOOK_CONCURRENCY; events/s over the whole round. */
+  const httpRound = async (batches: ReturnType<typeof sign>, what: string) => {
+    const latencies: number[] = [];
+    const startedAt = performance.now();
+    await pool(batches, WEBHOOK_CONCURRENCY, async (batch) => {
+      const sentAt = performance.now();
+      try {
+        const receipt = await post(batch.payload, batch.headers);
+        latencies.push(performance.now() - sentAt);
+        posted += receipt.stored;
+        if (receipt.stored !== batch.events.length || receipt.duplicates || receipt.unknownMessages || receipt.ignored) receiptProblems.push(`${what}: ${JSON.stringify(receipt)}`);
+      } catch (error) {
+        failures.push({ what, detail: error instanceof Error ? error.message : String(error) });
+      }
+    });
+    const seconds = (performance.now() - startedAt) / 1000;
+    await sleep(DRAIN_MS);
+    return { perSecond: batches.reduce((a, b) => a + b.events.length, 0) / seconds, latency: median(latencies) };
+  };
+  const rawRound = async (batches: ReturnType<typeof rawRows>[], what: string) => {
+    const startedAt = performance.now();
+    await pool(batches, WEBHOOK_CONCURRENCY, async (rows) => {
+      try {
+        await sql`insert into message_events ${sql(rows, 'workspace_id', 'id', 'message_id', 'kind', 'occurred_at', 'provider_event_id', 'data')}`;
+      } catch (error) {
+        totals.failedInserts++;
+        failures.push({ what, detail: error instanceof Error ? error.message : String(error) });
+      }
+    });
+    const seconds = (performance.now() - startedAt) / 1000;
+    await sleep(DRAIN_MS);
+    return { perSecond: batches.reduce((a, b) => a + b.length, 0) / seconds };
+  };
+  const [{ n: eventsBefore } = { n: 0 }] = await sql<{ n: number }[]>`select count(*)::int as n from message_events where workspace_id = ${workspaceId}`;
+
+  say('webhooks: warming up...');
+  const warmup = sign([nextEvents(WEBHOOK_BATCH)]);
+  await httpRound(warmup, 'warm-up: webhook batch');
+  await rawRound([rawRows(warmup[0]!.events)], 'warm-up: raw INSERT');
+  const webhookRounds = { http: [] as number[], latency: [] as number[], raw: [] as number[] };
+  if (PROFILE === 'phases') await ask(herald.child, 'profileStart');
+  for (let round = 1; round <= WEBHOOK_ROUNDS; round++) {
+    // Signed just before posting (the signature carries a timestamp Herald checks); the same events feed the raw INSERT.
+    const batches = sign(Array.from({ length: BATCHES_PER_ROUND }, () => nextEvents(WEBHOOK_BATCH)));
+    const rows = batches.map((b) => rawRows(b.events));
+    const http = await httpRound(batches, `webhooks, round ${round}`);
+    const raw = await rawRound(rows, `raw INSERT, round ${round}`);
+    webhookRounds.http.push(http.perSecond);
+    webhookRounds.latency.push(http.latency);
+    webhookRounds.raw.push(raw.perSecond);
+    say(`round ${round}/${WEBHOOK_ROUNDS}: webhooks ${int(http.perSecond)} events/s (batch p50 ${ms(http.latency)}), raw INSERT ${int(raw.perSecond)} rows/s`);
+  }
+  let webhookProfile: string | undefined;
+  if (PROFILE === 'phases') webhookProfile = await ask<string>(herald.child, 'profileStop', { path: join(profileDir, `webhooks-${stamp()}.cpuprofile`) });
+  for (const problem of receiptProblems.slice(0, 5)) failures.push({ what: 'webhook receipt', detail: problem });
+
+  // A replayed batch (re-signed: a retry from SendGrid is signed afresh) stores nothing.
+  const replayed = sign([warmup[0]!.events])[0]!;
+  const replay = await post(replayed.payload, replayed.headers).catch((error: unknown) => {
+    failures.push({ what: 'webhook replay', detail: error instanceof Error ? error.message : String(error) });
+    return undefined;
+  });
+  if (!replay || replay.stored !== 0 || replay.duplicates !== WEBHOOK_BATCH) failures.push({ what: 'webhook replay', detail: `expected 0 stored and ${WEBHOOK_BATCH} duplicates, got ${JSON.stringify(replay)}` });
+  const [stored = { herald: 0, raw: 0 }] = await sql<{ herald: number; raw: number }[]>`
+    select count(*) filter (where provider_event_id like 'sendgrid:%')::int as herald, count(*) filter (where provider_event_id like 'raw:%')::int as raw
+    from message_events where workspace_id = ${workspaceId}`;
+  const expectedStored = (1 + WEBHOOK_ROUNDS * BATCHES_PER_ROUND) * WEBHOOK_BATCH;
+  if (stored.herald !== expectedStored || posted !== expectedStored) {
+    failures.push({ what: 'webhook storage', detail: `${expectedStored} events posted, ${posted} acknowledged as stored, ${stored.herald} in message_events (${eventsBefore} before)` });
+  }
+  const finalStatuses = await sql<{ status: string; n: number }[]>`
+    select status, count(*)::int as n from messages where workspace_id = ${workspaceId} and source_type = 'action' and source_id = ${sourceId} group by 1 order by 2 desc`;
+
+  // ---- report --------------------------------------------------------------------------------
+  const ceilingMedian = median(ceilingRounds.map((r) => r.perSecond));
+  const sendRatio = emailsPerSecond / ceilingMedian;
+  const webhookMedian = median(webhookRounds.http);
+  const rawMedian = median(webhookRounds.raw);
+  const webhookRatio = webhookMedian / rawMedian;
+  const webhookRoundRatios = webhookRounds.http.map((v, i) => v / webhookRounds.raw[i]!);
+  const verdict = (ratio: number, target: number) => `${percent(ratio)} ${ratio >= target ? 'ok' : 'MISSED'}`;
+
+  say('');
+  say(
+    table([
+      [`bench:send (node ${process.version}, ${cores} cores)`, 'figure', 'ceiling', '', 'ratio', 'target'],
+      [`emails sent, ${int(MESSAGES)} at concurrency ${SEND_CONCURRENCY} (emails/s)`, int(emailsPerSecond), int(ceilingMedian), `(mock SendGrid, autocannon c${SEND_CONCURRENCY}, ${int(ceilingBody.length)} B bodies)`, verdict(sendRatio, TARGET_SEND), `>= ${percent(TARGET_SEND)}`],
+      [`webhook events, batches of ${int(WEBHOOK_BATCH)}, concurrency ${WEBHOOK_CONCURRENCY} (events/s)`, int(webhookMedian), int(rawMedian), '(raw INSERT)', verdict(webhookRatio, TARGET_WEBHOOK), `>= ${percent(TARGET_WEBHOOK)}`],
+    ], [0, 3]),
+  );
+  say('');
+  say(`sending: ${int(MESSAGES)} emails in ${sendSeconds.toFixed(2)} s; mock ceiling rounds ${ceilingRounds.map((r) => int(r.perSecond)).join(' / ')} req/s (1 before the send, ${CEILING_ROUNDS_AFTER} after)`);
+  say(
+    `  CPU during the send (cores): Herald ${sendCpu.heraldCores}, mock ${sendCpu.mockCores}, PostgreSQL ${sendCpu.postgresCores}; machine ${percent(sendCpu.machineBusy)} busy; ` +
+      `Herald RSS peak ${mib(rssPeak)} (sampled every ${POLL_MS} ms), VmHWM ${mib(heraldMemory.hwm)} (whole life, import included)`,
+  );
+  say(`  statuses at the end of the send: ${statuses.map((s) => `${s.status}${s.reason ? ` (${s.reason})` : ''} ${int(s.n)}`).join(', ')}; poll query median ${ms(median(pollTimes))}`);
+  say(`  mock: ${int(mockDelta.accepted)} accepted / ${int(mockDelta.received)} received / ${int(mockDelta.rejected)} rejected for ${int(MESSAGES)} messages; mean body ${int(mockDelta.meanBodyBytes)} B`);
+  say(`webhooks: rounds ${webhookRounds.http.map(int).join(' / ')} events/s; raw INSERT ${webhookRounds.raw.map(int).join(' / ')} rows/s; ratios within each round ${webhookRoundRatios.map(percent).join(' / ')}; batch p50 ${ms(median(webhookRounds.latency))}`);
+  say(`  stored: ${int(stored.herald)} of ${int(expectedStored)} posted events; replayed batch: ${replay ? `${replay.stored} stored, ${int(replay.duplicates)} duplicates` : 'failed'}; statuses after: ${finalStatuses.map((s) => `${s.status} ${int(s.n)}`).join(', ')}`);
+  const errorCount = totals.non2xx + totals.connectionErrors + totals.failedInserts;
+  say(
+    `errors: ${errorCount || failures.length ? 'YES' : 'none'} — ${int(totals.requests)} HTTP requests, ${int(totals.non2xx)} non-2xx, ` +
+      `${int(totals.connectionErrors)} connection errors (${int(totals.timeouts)} timeouts), ${int(totals.failedInserts)} failed raw INSERTs`,
+  );
+  const profiles: Record<string, unknown> = {};
+  for (const [phase, path] of [['send', sendProfile], ['webhooks', webhookProfile]] as const) {
+    if (!path) continue;
+    const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
+    const top = { functions: selfTime(profile, 'function', 25), packages: selfTime(profile, 'package', 15) };
+    profiles[phase] = { path, ...top };
+    say('');
+    say(`Herald's CPU profile, ${phase} phase (${path}): self time by function`);
+    say(table([['function', 'ms', 'share'], ...top.functions.map((t) => [t.name, int(t.ms), percent(t.share)])]));
+    say(`by package or file: ${top.packages.map((t) => `${t.name} ${percent(t.share)}`).join(', ')}`);
+  }
+
+  const report = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cores,
+    cpu: cpus()[0]?.model.trim() ?? null,
+    postgres: pgVersion,
+    settings: {
+      messages: MESSAGES, enqueueBatch: ENQUEUE_BATCH, sendConcurrency: SEND_CONCURRENCY, ceilingSeconds: SECONDS, ceilingRounds: 1 + CEILING_ROUNDS_AFTER, warmupSeconds: WARMUP_SECONDS,
+      webhookBatch: WEBHOOK_BATCH, webhookConcurrency: WEBHOOK_CONCURRENCY, webhookRounds: WEBHOOK_ROUNDS, batchesPerRound: BATCHES_PER_ROUND, htmlBytes: Buffer.byteLength(content.html), trackedLinks: PRODUCTS.length,
+    },
+    sending: {
+      unit: 'emails/s',
+      figure: Math.round(emailsPerSecond),
+      seconds: round3(sendSeconds),
+      enqueueSeconds: round3((enqueueDone - clockStart) / 1000),
+      ceiling: {
+        name: `SendGrid mock (own process, record: false), autocannon at ${SEND_CONCURRENCY} connections`,
+        bodyBytes: ceilingBody.length,
+        heraldBodyBytes: heraldBodyBytes,
+        median: Math.round(ceilingMedian),
+        rounds: ceilingRounds.map((r) => Math.round(r.perSecond)),
+        latencyMs: { p50: median(ceilingRounds.map((r) => r.p50)), p99: median(ceilingRounds.map((r) => r.p99)) },
+      },
+      ratio: round3(sendRatio),
+      target: TARGET_SEND,
+      met: sendRatio >= TARGET_SEND,
+      statuses,
+      mock: mockDelta,
+      cpu: sendCpu,
+      heraldRss: { peakDuringSendBytes: rssPeak, hwmBytes: heraldMemory.hwm },
+      pollQueryMs: round3(median(pollTimes)),
+    },
+    webhooks: {
+      unit: 'events/s',
+      median: Math.round(webhookMedian),
+      rounds: webhookRounds.http.map(Math.round),
+      batchLatencyMs: round3(median(webhookRounds.latency)),
+      ceiling: { name: `raw multi-row INSERT of ${WEBHOOK_BATCH} rows into message_events (postgres.js)`, median: Math.round(rawMedian), rounds: webhookRounds.raw.map(Math.round) },
+      ratio: round3(webhookRatio),
+      roundRatios: webhookRoundRatios.map(round3),
+      target: TARGET_WEBHOOK,
+      met: webhookRatio >= TARGET_WEBHOOK,
+      stored: stored.herald,
+      expected: expectedStored,
+      replay: replay ?? null,
+      statusesAfter: finalStatuses,
+    },
+    profiles,
+    errors: totals,
+    failures,
+    loadAverageAtStart: Math.round(loadAtStart * 100) / 100,
+    seconds: Math.round((performance.now() - started) / 1000),
+  };
+  mkdirSync('bench', { recursive: true });
+  writeFileSync(join('bench', 'send.json'), `${JSON.stringify(report, null, 2)}\n`);
+  say(`written to bench/send.json${PROFILE === 'full' ? `; Herald's CPU profile goes to ${profileDir}` : ''} (${report.seconds} s)`);
+  return failures.length ? 1 : 0;
+}
+
+/** A SendGrid v3 request like the one @sendgrid/mail makes for the probe message, padded or cut to `bytes`. */
+function mailBody(probe: { to_address: string | null; rendered: Record<string, unknown> | null }, messageId: string, workspaceId: string, bytes: number): Buffer {
+  const r = probe.rendered ?? {};
+  const html = String(r.html ?? '');
+  const unsubscribe = /Unsubscribe: (\S+)/.exec(String(r.text ?? ''))?.[1] ?? `https://herald.bench.example.com/t/u/${'x'.repeat(160)}`;
+  const build = (h: string) =>
+    Buffer.from(
+      JSON.stringify({
+        from: r.from,
+        subject: r.subject,
+        personalizations: [{ to: [{ email: probe.to_address }] }],
+        content: [
+          { type: 'text/plain', value: String(r.text ?? '') },
+          { type: 'text/html', value: h },
+        ],
+        headers: { 'List-Unsubscribe': `<${unsubscribe}>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' },
+        custom_args: { herald_message_id: messageId, herald_workspace_id: workspaceId },
+      }),
+    );
+  // Cut a little more than the excess (escaped characters count double), then pad with spaces (one byte each).
+  let base = html;
+  let body = build(base);
+  if (body.length > bytes) body = build((base = html.slice(0, Math.max(0, html.length - (body.length - bytes) - 64))));
+  if (body.length < bytes) body = build(base + ' '.repeat(bytes - body.length));
+  return body;
+}
+
+/** Runs fn over items with at most `concurrency` at a time. */
+async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  }));
+}
+
+const round2 = (n: number) => Math.round(n * 100) / 100;
+const round3 = (n: number) => Math.round(n * 1000) / 1000;
+const mib = (bytes: number) => (Number.isFinite(bytes) ? `${Math.round(bytes / 1024 / 1024)} MiB` : 'n/a');
+const stamp = () => new Date().toISOString().replace(/[:.]/g, '-');
+
+let questions = 0;
+/** Asks a child something over IPC (see announce) and waits for its answer. */
+function ask<T>(child: ChildProcess, question: string, extra: Record<string, unknown> = {}, timeoutMs = 60_000): Promise<T> {
+  const seq = ++questions;
+  return new Promise<T>((ok, fail) => {
+    const listener = (m: unknown) => {
+      if (!isAnswer(m) || m.seq !== seq) return;
+      clearTimeout(timer);
+      child.off('message', listener);
+      if (m.error) fail(new Error(`${question}: ${m.error}`));
+      else ok(m.answer as T);
+    };
+    const timer = setTimeout(() => {
+      child.off('message', listener);
+      fail(new Error(`no answer to ${question} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on('message', listener);
+    child.send({ ask: question, seq, ...extra } satisfies Question);
+  });
+}
+
+/** A line a server logged (pino JSON at warn level or above): kept short, for the end of a failed run. */
+function noteServerLine(name: string, line: string): void {
+  serverLog.lines++;
+  if (serverLog.first.length >= 5) return;
+  let text = line;
+  try {
+    const entry = JSON.parse(line) as { msg?: string; err?: { type?: string; message?: string; stack?: string } };
+    const at = entry.err?.stack?.split('\n').find((l) => l.includes('/src/') && !l.includes('node_modules'))?.trim();
+    text = [entry.msg, entry.err && `${entry.err.type ?? 'Error'}: ${entry.err.message ?? ''}`, at].filter(Boolean).join(' — ');
+  } catch {
+    // not JSON: keep the line as it is
+  }
+  serverLog.first.push(`${name}: ${text.slice(0, 600)}`);
+}
+
+/** Forks this script in a server mode and waits for its port; registers its stop as a cleanup. */
+async function startChild(name: string, args: string[], env: Record<string, string>, execArgv: string[]): Promise<{ port: number; child: ChildProcess }> {
+  const child = fork(SCRIPT, args, { env: { ...process.env, ...env }, execArgv, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  let partial = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) if (line.trim()) noteServerLine(name, line);
+  });
+  let exited = false;
+  const exit = new Promise<void>((ok) => child.once('exit', () => ((exited = true), ok())));
+  cleanups.push(async () => {
+    if (exited) return;
+    if (child.connected) child.send('stop');
+    const stopped = await Promise.race([exit.then(() => true), sleep(25_000).then(() => false)]);
+    if (!stopped) {
+      process.stderr.write(`${name} did not stop in time: killing it\n`);
+      child.kill('SIGKILL');
+      await exit;
+    }
+  });
+  const port = await new Promise<number>((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`${name} did not start within 60 s`)), 60_000);
+    child.on('message', (m) => {
+      if (isReady(m)) {
+        clearTimeout(timer);
+        ok(m.port);
+      }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      fail(new Error(`${name} exited (${signal ?? code}) before it was ready`));
+    });
+  });
+  child.once('exit', (code, signal) => {
+    if (!cleaning) failures.push({ what: name, detail: `the process exited during the bench (${signal ?? code})` });
+  });
+  return { port, child };
+}
+
+const mode = process.argv[2];
+if (mode === '--serve') await serve();
+else if (mode === '--mock') await mock();
+else {
+  let code = 1;
+  try {
+    code = await main();
+  } catch (error) {
+    process.stderr.write(`\nbench:send FAILED: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  } finally {
+    await cleanup();
+  }
+  if (failures.length) {
+    process.stderr.write(`\n!!! bench:send: ERRORS IN THE RUNS — the figures above are not to be trusted !!!\n`);
+    for (const f of failures) process.stderr.write(`!!!   ${f.what}: ${f.detail}\n`);
+    code = 1;
+  }
+  if (serverLog.lines) {
+    process.stderr.write(`\nthe servers logged ${serverLog.lines} line(s) at warn level or above; the first:\n`);
+    for (const line of serverLog.first) process.stderr.write(`  ${line}\n`);
+  }
+  process.exit(code);
+}
