@@ -32,6 +32,9 @@ export async function ensureActionTemplates(sql: Sql | TransactionSql, sources: 
 export interface Assignment {
   workspaceId: string;
   messageId: string;
+  customerId: string;
+  sourceType: string;
+  sourceId: string;
   kind: string;
   occurredAt: Date;
   touchpoint?: Record<string, unknown>;
@@ -40,14 +43,18 @@ export interface Assignment {
 /** Assigns action templates for messages, at most once per (template, message); returns how many were new. */
 export async function assignActions(sql: Sql | TransactionSql, items: Assignment[]): Promise<number> {
   if (items.length === 0) return 0;
-  const rows = items.map((a) => ({ workspace_id: a.workspaceId, id: newId(), message_id: a.messageId, kind: a.kind, occurred_at: a.occurredAt.toISOString(), touchpoint: a.touchpoint ?? {} }));
+  const rows = items.map((a) => ({
+    workspace_id: a.workspaceId, id: newId(), message_id: a.messageId, customer_id: a.customerId, source_type: a.sourceType, source_id: a.sourceId,
+    kind: a.kind, occurred_at: a.occurredAt.toISOString(), touchpoint: a.touchpoint ?? {},
+  }));
+  // The caller knows each message's source and customer: joining messages here let the planner
+  // walk every message of the source per row (quadratic in the size of a campaign).
   const inserted = await sql`
     insert into customer_actions (workspace_id, id, action_template_id, customer_id, message_id, occurred_at, touchpoint)
-    select r.workspace_id, r.id, at.id, m.customer_id, m.id, r.occurred_at, r.touchpoint
+    select r.workspace_id, r.id, at.id, r.customer_id, r.message_id, r.occurred_at, r.touchpoint
     from json_to_recordset(${JSON.stringify(rows)}::json)
-      as r(workspace_id uuid, id uuid, message_id uuid, kind text, occurred_at timestamptz, touchpoint jsonb)
-    join messages m on m.workspace_id = r.workspace_id and m.id = r.message_id
-    join action_templates at on at.workspace_id = m.workspace_id and at.source_type = m.source_type and at.source_id = m.source_id and at.kind = r.kind
+      as r(workspace_id uuid, id uuid, message_id uuid, customer_id uuid, source_type text, source_id text, kind text, occurred_at timestamptz, touchpoint jsonb)
+    join action_templates at on at.workspace_id = r.workspace_id and at.source_type = r.source_type and at.source_id = r.source_id and at.kind = r.kind
     on conflict (workspace_id, action_template_id, message_id) do nothing
     returning 1`;
   return inserted.length;

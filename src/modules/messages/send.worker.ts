@@ -249,7 +249,8 @@ async function recordResults(sql: Sql, results: Result[], now: Date): Promise<vo
   }));
   const assignments: Assignment[] = results.flatMap((r) => {
     const kind = r.status === 'sent' ? 'sent' : r.status === 'not_sent' ? 'not_sent' : r.status === 'failed' ? 'failed' : null;
-    return kind ? [{ workspaceId: r.message.workspace_id, messageId: r.message.id, kind, occurredAt: now, touchpoint: { channel: r.message.channel, ...(r.reason ? { reason: r.reason } : {}) } }] : [];
+    const m = r.message;
+    return kind ? [{ workspaceId: m.workspace_id, messageId: m.id, customerId: m.customer_id, sourceType: m.source_type, sourceId: m.source_id, kind, occurredAt: now, touchpoint: { channel: m.channel, ...(r.reason ? { reason: r.reason } : {}) } }] : [];
   });
   const gone = results.flatMap((r) => (r.goneSubscription ? [[r.message.workspace_id, r.goneSubscription] as const] : []));
   await sql.begin(async (tx) => {
@@ -281,6 +282,21 @@ export async function recoverAbandoned(sql: Sql, now: Date): Promise<number> {
   return rows.length;
 }
 
+/**
+ * Sends until nothing is due. Three loops (measured best on 2 cores) run side by side (SKIP LOCKED keeps their batches apart),
+ * so one batch's rendering and provider calls overlap the other's database round trips.
+ */
+export async function drainDueMessages(deps: Parameters<typeof sendDueMessages>[0], loops = 3, maxBatches = 400): Promise<number> {
+  let sent = 0;
+  let batches = 0;
+  await Promise.all(
+    Array.from({ length: loops }, async () => {
+      for (let n; batches++ < maxBatches && (n = await sendDueMessages(deps)) > 0; ) sent += n;
+    }),
+  );
+  return sent;
+}
+
 export const sendJob: JobDefinition = {
   name: SEND_QUEUE,
   queue: { retryLimit: 2, expireInSeconds: 600, notify: true } as never,
@@ -289,6 +305,6 @@ export const sendJob: JobDefinition = {
   cron: '* * * * *',
   handler: async (deps) => {
     await recoverAbandoned(deps.database.sql, deps.clock.now());
-    for (let i = 0; i < 200 && (await sendDueMessages(deps)) > 0; i++);
+    await drainDueMessages(deps);
   },
 };

@@ -2,7 +2,7 @@
 // redirect only ever leads to a URL that was in the message (the token names the link's index,
 // never the URL). Layout: workspace (16 bytes) | message (16) | kind (1) | link index (2), then
 // a 16-byte HMAC-SHA256 tag; base64url.
-import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, hkdfSync, timingSafeEqual, type KeyObject } from 'node:crypto';
 
 export const TokenKind = { open: 1, click: 2, unsubscribe: 3, view: 4, forward: 5, push: 6 } as const;
 export type TokenKind = keyof typeof TokenKind;
@@ -17,12 +17,14 @@ export interface TrackingClaims {
 
 const BODY = 35;
 const TAG = 16;
-const keys = new Map<string, Buffer>();
+// A KeyObject, made once: handing createHmac a raw Buffer re-imports the key on every token
+// (a tenth of the send workers' CPU in a profile).
+const keys = new Map<string, KeyObject>();
 
-function keyOf(secret: string): Buffer {
+function keyOf(secret: string): KeyObject {
   let key = keys.get(secret);
   if (!key) {
-    key = Buffer.from(hkdfSync('sha256', Buffer.from(secret), Buffer.from('herald'), Buffer.from('tracking-tokens'), 32));
+    key = createSecretKey(Buffer.from(hkdfSync('sha256', Buffer.from(secret), Buffer.from('herald'), Buffer.from('tracking-tokens'), 32)));
     keys.set(secret, key);
   }
   return key;
