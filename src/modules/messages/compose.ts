@@ -15,16 +15,20 @@ export interface TrackingUrls {
   click: (index: number) => string;
 }
 
+/** Signed on first use: a message signs only the tokens its channel and template need. */
 export function trackingUrls(publicUrl: string, secret: string, workspaceId: string, messageId: string): TrackingUrls {
   const url = (path: string, kind: TokenKind, link = 0) => `${publicUrl}/t/${path}/${signToken(secret, { workspaceId, messageId, kind, link })}`;
-  return {
-    unsubscribe: url('u', 'unsubscribe'),
-    view: url('v', 'view'),
-    forward: url('f', 'forward'),
-    open: url('o', 'open'),
-    push: url('p', 'push'),
-    click: (index) => url('c', 'click', index),
+  const cache = new Map<string, string>();
+  const once = (path: string, kind: TokenKind) => () => {
+    let value = cache.get(kind);
+    if (value === undefined) cache.set(kind, (value = url(path, kind)));
+    return value;
   };
+  const urls = { click: (index: number) => url('c', 'click', index) } as TrackingUrls;
+  for (const [name, path, kind] of [['unsubscribe', 'u', 'unsubscribe'], ['view', 'v', 'view'], ['forward', 'f', 'forward'], ['open', 'o', 'open'], ['push', 'p', 'push']] as const) {
+    Object.defineProperty(urls, name, { get: once(path, kind), enumerable: true });
+  }
+  return urls;
 }
 
 interface ComposeInput {

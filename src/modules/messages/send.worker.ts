@@ -163,6 +163,16 @@ async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config' | 'cloc
 
 const CONSENT_CHANNELS = new Set(['email', 'sms', 'web_push', 'mobile_push']);
 
+/** The link merge tags a template uses, signed; the others are not made at all. */
+function mergeUrls(variables: string[], urls: { unsubscribe: string; view: string; forward: string }) {
+  const used = new Set(variables);
+  return {
+    ...(used.has('unsubscribe_url') ? { unsubscribe_url: urls.unsubscribe } : {}),
+    ...(used.has('view_url') ? { view_url: urls.view } : {}),
+    ...(used.has('forward_url') ? { forward_url: urls.forward } : {}),
+  };
+}
+
 async function sendOne(deps: Pick<Deps, 'config' | 'providers'>, ctx: Context, m: ClaimedMessage, now: Date): Promise<Result> {
   const base: Result = { message: m, status: 'not_sent', reason: null, toAddress: null, rendered: null, providerMessageId: null, nextAttemptAt: null };
   const notSent = (reason: string): Result => ({ ...base, reason });
@@ -201,9 +211,7 @@ async function sendOne(deps: Pick<Deps, 'config' | 'providers'>, ctx: Context, m
         locale: customer.locale, custom: customer.custom, createdAt: customer.created_at.toISOString(),
       }),
       event: m.event ?? undefined,
-      unsubscribe_url: urls.unsubscribe,
-      view_url: urls.view,
-      forward_url: urls.forward,
+      ...mergeUrls(template.compiled.variables, urls),
       timeZone: customer.time_zone ?? 'UTC',
     });
   } catch (error) {
