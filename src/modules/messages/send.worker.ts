@@ -212,7 +212,7 @@ async function sendOne(deps: Pick<Deps, 'config' | 'providers'>, ctx: Context, m
       }),
       event: m.event ?? undefined,
       ...mergeUrls(template.compiled.variables, urls),
-      timeZone: customer.time_zone ?? 'UTC',
+      timeZone: zone,
     });
   } catch (error) {
     return notSent(`render_error: ${(error as Error).message}`.slice(0, 500));
