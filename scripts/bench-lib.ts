@@ -12,6 +12,9 @@ export function median(values: number[]): number {
 export const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
 export const ms = (n: number) => (Number.isFinite(n) ? `${n.toFixed(n < 10 ? 2 : 1)} ms` : 'n/a');
 export const percent = (n: number) => (Number.isFinite(n) ? `${(n * 100).toFixed(0)}%` : 'n/a');
+export const round3 = (n: number) => Math.round(n * 1000) / 1000;
+/** A ratio against its target: "66% ok" or "20% MISSED". */
+export const verdict = (ratio: number, target: number) => `${percent(ratio)} ${ratio >= target ? 'ok' : 'MISSED'}`;
 
 /** A left/right-aligned text table; the first row is the header. Columns after the first are right-aligned unless listed. */
 export function table(rows: string[][], leftAligned: number[] = [0]): string {

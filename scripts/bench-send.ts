@@ -27,20 +27,19 @@
 // as autovacuum would leave it: the planner's choices depend on those statistics.
 // Exit status: 0 when the runs were clean (even when a target is missed: this is a measurement),
 // 1 when any message was not sent, any request or INSERT failed, a check failed or the setup failed.
-import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { KeyObject } from 'node:crypto';
 import type { SendGridEventKind } from '../test/mocks/sendgrid.ts';
-import postgres from 'postgres';
 import { PgBoss } from 'pg-boss';
-import { describeFailures, int, load, median, ms, percent, selfTime, table, type CpuProfile, type LoadResult } from './bench-lib.ts';
+import { int, median, ms, percent, round3, selfTime, table, verdict, type CpuProfile } from './bench-lib.ts';
+import {
+  announce, ask, begin, benchDatabase, cleanups, DRAIN_MS, failures, heraldApi, measure, positive, runBench, say, sayErrorTotals, serveHerald, startChild, startHerald, tempDir, totals, writeReport,
+} from './bench-harness.ts';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const MESSAGES = positive(process.env.BENCH_MESSAGES, 100_000);
@@ -54,7 +53,6 @@ const WEBHOOK_ROUNDS = positive(process.env.BENCH_WEBHOOK_ROUNDS, 5);
 const BATCHES_PER_ROUND = 4;
 const SEND_TIMEOUT_S = positive(process.env.BENCH_SEND_TIMEOUT, 200);
 const POLL_MS = 250;
-const DRAIN_MS = 300;
 const TARGET_SEND = 0.3;
 const TARGET_WEBHOOK = 0.4;
 const PROFILE = process.env.BENCH_PROFILE === 'full' ? 'full' : process.env.BENCH_PROFILE === '1' ? 'phases' : 'off';
@@ -69,46 +67,14 @@ const SEND_CONCURRENCY = (() => {
   }
 })();
 
-function positive(value: string | undefined, fallback: number): number {
-  const n = Number(value);
-  return value && Number.isInteger(n) && n > 0 ? n : fallback;
-}
-
-type Ready = { ready: true; port: number };
-const isReady = (m: unknown): m is Ready => typeof m === 'object' && m !== null && (m as Ready).ready === true;
-type Question = { ask: string; seq: number; [key: string]: unknown };
-type Answer = { seq: number; answer?: unknown; error?: string };
-const isQuestion = (m: unknown): m is Question => typeof m === 'object' && m !== null && typeof (m as Question).ask === 'string';
-const isAnswer = (m: unknown): m is Answer => typeof m === 'object' && m !== null && typeof (m as Answer).seq === 'number' && !('ask' in m);
-type Answers = Record<string, (question: Question) => unknown>;
-
 // ---- child modes -------------------------------------------------------------------------------
 
-/** Herald itself with its workers (HERALD_ROLE=all), started through the runtime API like server.ts does. */
+/** Herald itself with its workers (HERALD_ROLE=all), started through the runtime API like server.ts does (see serveHerald). */
 async function serve(): Promise<void> {
-  const { loadConfig } = await import('../src/config.ts');
-  const { startRuntime } = await import('../src/runtime/runtime.ts');
-  const env = process.env;
-  const config = loadConfig({
-    NODE_ENV: 'production',
-    HERALD_ROLE: 'all',
-    DATABASE_URL: env.BENCH_DATABASE_URL,
-    HERALD_DATA_DIR: env.BENCH_DATA_DIR,
-    HERALD_ROOT_TOKEN: env.BENCH_ROOT_TOKEN,
-    HERALD_SECRET: 'x'.repeat(40),
-    // Tracking links as long as a real deployment's.
-    HERALD_PUBLIC_URL: 'https://herald.bench.example.com',
-    LOG_LEVEL: 'warn',
-    HERALD_RATE_LIMIT: '100000000',
-    PORT: '0',
-    HOST: '127.0.0.1',
-  });
-  // Logs at LOG_LEVEL=warn: silent on the happy path; the parent collects what a failure logs.
-  const runtime = await startRuntime(config, { logger: true });
-  await runtime.app.listen({ port: 0, host: '127.0.0.1' });
   // BENCH_PROFILE=1: the parent brackets each phase with profileStart / profileStop.
   let session: import('node:inspector/promises').Session | undefined;
-  await announce(runtime.app.server.address(), () => runtime.close(), {
+  // Tracking links as long as a real deployment's.
+  await serveHerald({ HERALD_ROLE: 'all', HERALD_PUBLIC_URL: 'https://herald.bench.example.com' }, {
     async profileStart() {
       const { Session } = await import('node:inspector/promises');
       session = new Session();
@@ -142,42 +108,7 @@ async function mock(): Promise<void> {
   });
 }
 
-/** Tells the parent the port, answers its questions, then stops on its word or when it goes away. */
-async function announce(address: unknown, close: () => Promise<unknown>, answers: Answers = {}): Promise<void> {
-  const port = typeof address === 'object' && address !== null ? (address as { port: number }).port : 0;
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    await close().catch((error: unknown) => process.stderr.write(`bench child: close failed: ${String(error)}\n`));
-    process.exit(0); // exits normally, so that --cpu-prof writes its profile
-  };
-  process.on('message', (m) => {
-    if (m === 'stop') return void stop();
-    if (!isQuestion(m)) return;
-    const answer = answers[m.ask];
-    Promise.resolve()
-      .then(() => {
-        if (!answer) throw new Error(`unknown question ${m.ask}`);
-        return answer(m);
-      })
-      .then(
-        (value) => process.send?.({ seq: m.seq, answer: value } satisfies Answer),
-        (error: unknown) => process.send?.({ seq: m.seq, error: error instanceof Error ? error.message : String(error) } satisfies Answer),
-      );
-  });
-  process.on('disconnect', () => void stop());
-  process.on('SIGTERM', () => void stop());
-  process.on('SIGINT', () => {}); // a ^C reaches the whole group: the parent decides
-  process.send!({ ready: true, port } satisfies Ready);
-}
-
 // ---- the bench ---------------------------------------------------------------------------------
-
-interface RunFailures {
-  what: string;
-  detail: string;
-}
 
 interface MockStats {
   received: number;
@@ -186,24 +117,6 @@ interface MockStats {
   faulted: number;
   requests: number;
   bytes: number;
-}
-
-const failures: RunFailures[] = [];
-const totals = { requests: 0, non2xx: 0, connectionErrors: 0, timeouts: 0, failedInserts: 0 };
-const serverLog = { lines: 0, first: [] as string[] };
-const cleanups: (() => Promise<unknown>)[] = [];
-let cleaning: Promise<void> | undefined;
-
-function cleanup(): Promise<void> {
-  return (cleaning ??= (async () => {
-    for (const step of cleanups.reverse()) {
-      await step().catch((error: unknown) => process.stderr.write(`cleanup: ${error instanceof Error ? error.message : String(error)}\n`));
-    }
-  })());
-}
-
-function say(line: string): void {
-  process.stdout.write(`${line}\n`);
 }
 
 // ---- the content: a template with merge tags, customers with custom fields -----------------------
@@ -330,71 +243,29 @@ function cpuMeter(pids: { herald: number; mock: number }) {
 // ---- main ------------------------------------------------------------------------------------------
 
 async function main(): Promise<number> {
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(signal, () => {
-      process.stderr.write(`\n${signal}: cleaning up\n`);
-      void cleanup().finally(() => process.exit(130));
-    });
-  }
-  const started = performance.now();
-  const cores = availableParallelism();
-  say(`bench:send: node ${process.version}, ${cores} cores (${cpus()[0]?.model.trim() ?? 'unknown cpu'})`);
-  say(
+  const run = begin(
+    'bench:send',
     `${int(MESSAGES)} emails at send concurrency ${SEND_CONCURRENCY}; mock ceiling: ${1 + CEILING_ROUNDS_AFTER} rounds of ${SECONDS} s; ` +
       `webhooks: ${WEBHOOK_ROUNDS} rounds of ${BATCHES_PER_ROUND} batches of ${int(WEBHOOK_BATCH)} at concurrency ${WEBHOOK_CONCURRENCY}, interleaved with the raw INSERT`,
   );
-  const loadAtStart = loadavg()[0] ?? 0;
-  if (loadAtStart > cores / 4) say(`note: the machine is already busy (load average ${loadAtStart.toFixed(2)}): figures and ceilings will be noisier`);
-
-  const tmp = await mkdtemp(join(tmpdir(), 'herald-bench-'));
-  cleanups.push(() => rm(tmp, { recursive: true, force: true }));
-
-  // The database server: the given one, or an embedded one for this run.
-  let adminUrl = process.env.DATABASE_URL || process.env.TEST_DATABASE_URL;
-  if (!adminUrl) {
-    say('DATABASE_URL and TEST_DATABASE_URL are unset: starting an embedded PostgreSQL');
-    const { startEmbeddedPostgres } = await import('../src/runtime/embedded-postgres.ts');
-    const quiet = { info: () => {}, warn: (m: string) => process.stderr.write(`${m}\n`), debug: () => {} };
-    await chmod(tmp, 0o755);
-    const pg = await startEmbeddedPostgres(join(tmp, 'pg-data'), quiet, 'postgres');
-    cleanups.push(() => pg.stop());
-    adminUrl = pg.url;
-  }
-  const dbName = `herald_bench_${randomBytes(5).toString('hex')}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  cleanups.push(() => admin.end({ timeout: 5 }));
-  await admin.unsafe(`create database "${dbName}"`);
-  if (process.env.BENCH_KEEP_DATABASE === '1') cleanups.push(async () => say(`BENCH_KEEP_DATABASE=1: the database ${dbName} is kept`));
-  else cleanups.push(() => admin.unsafe(`drop database if exists "${dbName}" with (force)`));
-  const benchUrlObject = new URL(adminUrl);
-  benchUrlObject.pathname = `/${dbName}`;
-  const benchUrl = benchUrlObject.toString();
-  const [{ version: pgVersion } = { version: '?' }] = await admin<{ version: string }[]>`select current_setting('server_version') as version`;
+  const tmp = await tempDir();
+  const { dbName, benchUrl, pgVersion } = await benchDatabase(tmp, process.env.BENCH_KEEP_DATABASE === '1');
 
   // The two servers.
-  const rootToken = `hr_bench_${randomBytes(24).toString('base64url')}`;
   const sendgridKey = `SG.${randomBytes(16).toString('base64url')}.${randomBytes(32).toString('base64url')}`;
   const profileDir = resolve('bench', 'profiles');
   if (PROFILE !== 'off') mkdirSync(profileDir, { recursive: true });
+  const cpuProfileDir = PROFILE === 'full' ? profileDir : undefined;
   const [herald, sendgrid] = await Promise.all([
-    startChild('herald', ['--serve'], { BENCH_DATABASE_URL: benchUrl, BENCH_DATA_DIR: join(tmp, 'herald-data'), BENCH_ROOT_TOKEN: rootToken }, PROFILE === 'full' ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
-    startChild('sendgrid mock', ['--mock'], { BENCH_SENDGRID_KEY: sendgridKey }, []),
+    startHerald(SCRIPT, { benchUrl, tmp, cpuProfileDir }),
+    startChild(SCRIPT, 'sendgrid mock', ['--mock'], { env: { BENCH_SENDGRID_KEY: sendgridKey } }),
   ]);
-  const heraldUrl = `http://127.0.0.1:${herald.port}`;
+  const { rootToken, url: heraldUrl } = herald;
   const mockUrl = `http://127.0.0.1:${sendgrid.port}`;
   const mockStats = () => ask<MockStats>(sendgrid.child, 'stats');
 
   // The workspace, its key, the channel config, the template and the customers, through the API.
-  const api = async (method: string, path: string, token: string, body?: unknown, contentType = 'application/json') => {
-    const response = await fetch(`${heraldUrl}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': contentType }) },
-      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
-    });
-    const text = await response.text();
-    if (!response.ok) throw new Error(`setup: ${method} ${path} answered ${response.status}: ${text.slice(0, 500)}`);
-    return JSON.parse(text) as Record<string, unknown>;
-  };
+  const api = heraldApi(heraldUrl);
   const setupStarted = performance.now();
   const workspace = await api('POST', '/v1/workspaces', rootToken, { name: 'bench' });
   const workspaceId = String(workspace.id);
@@ -470,20 +341,9 @@ async function main(): Promise<number> {
   if (check.status !== 202) throw new Error(`probe: the mock answered the ceiling's body with ${check.status}: ${(await check.text()).slice(0, 300)}`);
   say(`probe: sent; Herald's request body is ${int(heraldBodyBytes)} B; the ceiling's body ${int(ceilingBody.length)} B`);
 
-  function checkLoad(result: LoadResult, what: string): void {
-    totals.requests += result.requests.total;
-    totals.non2xx += result.non2xx;
-    totals.connectionErrors += result.errors;
-    totals.timeouts += result.timeouts;
-    const failed = describeFailures(result);
-    if (failed) failures.push({ what, detail: failed });
-    if (result['2xx'] === 0) failures.push({ what, detail: 'no successful response at all' });
-  }
   const mockCeiling = async (seconds: number, what: string) => {
-    const result = await load({ url: `${mockUrl}/v3/mail/send`, connections: SEND_CONCURRENCY, duration: seconds, method: 'POST', headers: ceilingHeaders, body: ceilingBody });
-    checkLoad(result, what);
-    await sleep(DRAIN_MS);
-    return { perSecond: result['2xx'] / result.duration, p50: result.latency.p50, p99: result.latency.p99 };
+    const { perSecond, p50, p99 } = await measure({ url: `${mockUrl}/v3/mail/send`, connections: SEND_CONCURRENCY, duration: seconds, method: 'POST', headers: ceilingHeaders, body: ceilingBody }, what);
+    return { perSecond, p50, p99 };
   };
 
   // ---- 1. sending ----------------------------------------------------------------------------
@@ -746,12 +606,11 @@ async function main(): Promise<number> {
   const rawMedian = median(webhookRounds.raw);
   const webhookRatio = webhookMedian / rawMedian;
   const webhookRoundRatios = webhookRounds.http.map((v, i) => v / webhookRounds.raw[i]!);
-  const verdict = (ratio: number, target: number) => `${percent(ratio)} ${ratio >= target ? 'ok' : 'MISSED'}`;
 
   say('');
   say(
     table([
-      [`bench:send (node ${process.version}, ${cores} cores)`, 'figure', 'ceiling', '', 'ratio', 'target'],
+      [`bench:send (node ${process.version}, ${run.cores} cores)`, 'figure', 'ceiling', '', 'ratio', 'target'],
       [`emails sent, ${incomplete ? `INCOMPLETE: ${int(sentAtStop)} of ` : ''}${int(MESSAGES)} at concurrency ${SEND_CONCURRENCY} (emails/s)`, int(emailsPerSecond), int(ceilingMedian), `(mock SendGrid, autocannon c${SEND_CONCURRENCY}, ${int(ceilingBody.length)} B bodies)`, verdict(sendRatio, TARGET_SEND), `>= ${percent(TARGET_SEND)}`],
       [`webhook events, batches of ${int(WEBHOOK_BATCH)}, concurrency ${WEBHOOK_CONCURRENCY} (events/s)`, int(webhookMedian), int(rawMedian), '(raw INSERT)', verdict(webhookRatio, TARGET_WEBHOOK), `>= ${percent(TARGET_WEBHOOK)}`],
     ], [0, 3]),
@@ -766,11 +625,7 @@ async function main(): Promise<number> {
   say(`  mock: ${int(mockDelta.accepted)} accepted / ${int(mockDelta.received)} received / ${int(mockDelta.rejected)} rejected for ${int(MESSAGES)} messages; mean body ${int(mockDelta.meanBodyBytes)} B`);
   say(`webhooks: rounds ${webhookRounds.http.map(int).join(' / ')} events/s; raw INSERT ${webhookRounds.raw.map(int).join(' / ')} rows/s; ratios within each round ${webhookRoundRatios.map(percent).join(' / ')}; batch p50 ${ms(median(webhookRounds.latency))}`);
   say(`  stored: ${int(stored.herald)} of ${int(expectedStored)} posted events; replayed batch: ${replay ? `${replay.stored} stored, ${int(replay.duplicates)} duplicates` : 'failed'}; statuses after: ${finalStatuses.map((s) => `${s.status} ${int(s.n)}`).join(', ')}`);
-  const errorCount = totals.non2xx + totals.connectionErrors + totals.failedInserts;
-  say(
-    `errors: ${errorCount || failures.length ? 'YES' : 'none'} — ${int(totals.requests)} HTTP requests, ${int(totals.non2xx)} non-2xx, ` +
-      `${int(totals.connectionErrors)} connection errors (${int(totals.timeouts)} timeouts), ${int(totals.failedInserts)} failed raw INSERTs`,
-  );
+  sayErrorTotals(failures.length > 0);
   const profiles: Record<string, unknown> = {};
   for (const [phase, path] of [['send', sendProfile], ['webhooks', webhookProfile]] as const) {
     if (!path) continue;
@@ -783,12 +638,7 @@ async function main(): Promise<number> {
     say(`by package or file: ${top.packages.map((t) => `${t.name} ${percent(t.share)}`).join(', ')}`);
   }
 
-  const report = {
-    date: new Date().toISOString(),
-    node: process.version,
-    cores,
-    cpu: cpus()[0]?.model.trim() ?? null,
-    postgres: pgVersion,
+  writeReport('send.json', { ...run, pgVersion, cpuProfileDir }, {
     settings: {
       messages: MESSAGES, enqueueBatch: ENQUEUE_BATCH, sendConcurrency: SEND_CONCURRENCY, ceilingSeconds: SECONDS, ceilingRounds: 1 + CEILING_ROUNDS_AFTER, warmupSeconds: WARMUP_SECONDS,
       webhookBatch: WEBHOOK_BATCH, webhookConcurrency: WEBHOOK_CONCURRENCY, webhookRounds: WEBHOOK_ROUNDS, batchesPerRound: BATCHES_PER_ROUND, htmlBytes: Buffer.byteLength(content.html), trackedLinks: PRODUCTS.length,
@@ -834,14 +684,7 @@ async function main(): Promise<number> {
       statusesAfter: finalStatuses,
     },
     profiles,
-    errors: totals,
-    failures,
-    loadAverageAtStart: Math.round(loadAtStart * 100) / 100,
-    seconds: Math.round((performance.now() - started) / 1000),
-  };
-  mkdirSync('bench', { recursive: true });
-  writeFileSync(join('bench', 'send.json'), `${JSON.stringify(report, null, 2)}\n`);
-  say(`written to bench/send.json${PROFILE === 'full' ? `; Herald's CPU profile goes to ${profileDir}` : ''} (${report.seconds} s)`);
+  });
   return failures.length ? 1 : 0;
 }
 
@@ -881,106 +724,10 @@ async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise
 }
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
-const round3 = (n: number) => Math.round(n * 1000) / 1000;
 const mib = (bytes: number) => (Number.isFinite(bytes) ? `${Math.round(bytes / 1024 / 1024)} MiB` : 'n/a');
 const stamp = () => new Date().toISOString().replace(/[:.]/g, '-');
-
-let questions = 0;
-/** Asks a child something over IPC (see announce) and waits for its answer. */
-function ask<T>(child: ChildProcess, question: string, extra: Record<string, unknown> = {}, timeoutMs = 60_000): Promise<T> {
-  const seq = ++questions;
-  return new Promise<T>((ok, fail) => {
-    const listener = (m: unknown) => {
-      if (!isAnswer(m) || m.seq !== seq) return;
-      clearTimeout(timer);
-      child.off('message', listener);
-      if (m.error) fail(new Error(`${question}: ${m.error}`));
-      else ok(m.answer as T);
-    };
-    const timer = setTimeout(() => {
-      child.off('message', listener);
-      fail(new Error(`no answer to ${question} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on('message', listener);
-    child.send({ ask: question, seq, ...extra } satisfies Question);
-  });
-}
-
-/** A line a server logged (pino JSON at warn level or above): kept short, for the end of a failed run. */
-function noteServerLine(name: string, line: string): void {
-  serverLog.lines++;
-  if (serverLog.first.length >= 5) return;
-  let text = line;
-  try {
-    const entry = JSON.parse(line) as { msg?: string; err?: { type?: string; message?: string; stack?: string } };
-    const at = entry.err?.stack?.split('\n').find((l) => l.includes('/src/') && !l.includes('node_modules'))?.trim();
-    text = [entry.msg, entry.err && `${entry.err.type ?? 'Error'}: ${entry.err.message ?? ''}`, at].filter(Boolean).join(' — ');
-  } catch {
-    // not JSON: keep the line as it is
-  }
-  serverLog.first.push(`${name}: ${text.slice(0, 600)}`);
-}
-
-/** Forks this script in a server mode and waits for its port; registers its stop as a cleanup. */
-async function startChild(name: string, args: string[], env: Record<string, string>, execArgv: string[]): Promise<{ port: number; child: ChildProcess }> {
-  const child = fork(SCRIPT, args, { env: { ...process.env, ...env }, execArgv, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
-  let partial = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) if (line.trim()) noteServerLine(name, line);
-  });
-  let exited = false;
-  const exit = new Promise<void>((ok) => child.once('exit', () => ((exited = true), ok())));
-  cleanups.push(async () => {
-    if (exited) return;
-    if (child.connected) child.send('stop');
-    const stopped = await Promise.race([exit.then(() => true), sleep(25_000).then(() => false)]);
-    if (!stopped) {
-      process.stderr.write(`${name} did not stop in time: killing it\n`);
-      child.kill('SIGKILL');
-      await exit;
-    }
-  });
-  const port = await new Promise<number>((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`${name} did not start within 60 s`)), 60_000);
-    child.on('message', (m) => {
-      if (isReady(m)) {
-        clearTimeout(timer);
-        ok(m.port);
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      fail(new Error(`${name} exited (${signal ?? code}) before it was ready`));
-    });
-  });
-  child.once('exit', (code, signal) => {
-    if (!cleaning) failures.push({ what: name, detail: `the process exited during the bench (${signal ?? code})` });
-  });
-  return { port, child };
-}
 
 const mode = process.argv[2];
 if (mode === '--serve') await serve();
 else if (mode === '--mock') await mock();
-else {
-  let code = 1;
-  try {
-    code = await main();
-  } catch (error) {
-    process.stderr.write(`\nbench:send FAILED: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  } finally {
-    await cleanup();
-  }
-  if (failures.length) {
-    process.stderr.write(`\n!!! bench:send: ERRORS IN THE RUNS — the figures above are not to be trusted !!!\n`);
-    for (const f of failures) process.stderr.write(`!!!   ${f.what}: ${f.detail}\n`);
-    code = 1;
-  }
-  if (serverLog.lines) {
-    process.stderr.write(`\nthe servers logged ${serverLog.lines} line(s) at warn level or above; the first:\n`);
-    for (const line of serverLog.first) process.stderr.write(`  ${line}\n`);
-  }
-  process.exit(code);
-}
+else await runBench('bench:send', main);
