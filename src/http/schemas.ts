@@ -1,5 +1,6 @@
 // Schema pieces shared by every module's routes.
 import { Type, type Static, type TSchema } from 'typebox';
+import { invalid } from './errors.ts';
 
 export const Uuid = Type.String({ format: 'uuid' });
 export const Timestamp = Type.String({ format: 'date-time' });
@@ -27,6 +28,11 @@ export function isTimeZone(zone: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Throws a 400 naming the field when `zone` is given and is not an IANA time zone. */
+export function checkTimeZone(zone: string | null | undefined, pointer = '/timeZone'): void {
+  if (zone && !isTimeZone(zone)) throw invalid('Unknown time zone', [{ pointer, detail: `"${zone}" is not an IANA time zone` }]);
 }
 
 export const TimeZone = Type.String({ minLength: 1, maxLength: 64, description: 'An IANA time zone, e.g. Europe/Paris' });

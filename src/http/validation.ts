@@ -10,6 +10,14 @@ function makeAjv(options: Options): Ajv {
   return ajv;
 }
 
+const serviceAjv = makeAjv({ coerceTypes: false, useDefaults: false });
+
+/**
+ * A validator for a schema a service checks itself (a row of an import, content whose shape
+ * depends on a stored channel): the same strict rules as request bodies.
+ */
+export const compileStrict = <T = unknown>(schema: object) => serviceAjv.compile<T>(schema);
+
 export function validatorCompiler(): FastifySchemaCompiler<unknown> {
   const strict = makeAjv({ coerceTypes: false });
   const coercing = makeAjv({ coerceTypes: 'array' });

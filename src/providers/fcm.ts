@@ -1,6 +1,6 @@
 // Mobile push through the FCM HTTP v1 API: POST {base}/v1/projects/{projectId}/messages:send with
 // an OAuth 2 Bearer token; the device token is the payload's `to.endpoint`.
-import { bodyText, parseJsonBody, request as httpRequest, retryStatus, type HttpResponse } from './http.ts';
+import { bodyText, parseJsonBody, postForId, retryStatus, type HttpResponse } from './http.ts';
 import type { Provider, PushPayload, SendOutcome, SendRequest } from './types.ts';
 
 export const FCM_BASE_URL = 'https://fcm.googleapis.com';
@@ -60,22 +60,14 @@ export function createFcmProvider(options: FcmProviderOptions = {}): Provider {
       if (typeof projectId !== 'string' || !accessToken) return { kind: 'rejected', reason: 'the FCM config needs projectId and accessToken' };
       if (!payload.to.endpoint) return { kind: 'rejected', reason: 'no device token' };
       const base = String(apiBaseUrl ?? FCM_BASE_URL).replace(/\/+$/, '');
-      const result = await httpRequest({
-        method: 'POST',
+      return postForId({
         url: `${base}/v1/projects/${encodeURIComponent(projectId)}/messages:send`,
         headers: { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json; charset=utf-8', accept: 'application/json' },
         body: JSON.stringify(fcmMessage(payload)),
         allowPrivate: request.allowPrivateTargets,
         ...(request.signal ? { signal: request.signal } : {}),
         ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-      });
-      if (!result.ok) return result.outcome;
-      const response = result.response;
-      if (response.status >= 200 && response.status < 300) {
-        const name = (parseJsonBody(response.body) as { name?: unknown } | undefined)?.name;
-        return { kind: 'sent', providerMessageId: typeof name === 'string' ? name : null };
-      }
-      return mapFcmStatus(response);
+      }, 'name', mapFcmStatus);
     },
   };
 }

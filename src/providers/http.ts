@@ -183,6 +183,21 @@ export async function vetTarget(url: string, allowPrivate: boolean, signal: Abor
  * One HTTP exchange through the shared pools. Never throws: a response (any status, redirects not
  * followed) or a classified failure. The target is checked first (no connection when refused).
  */
+/**
+ * A provider API call whose 2xx answer is JSON carrying the provider's message id in `idField`;
+ * any other status is for `mapStatus` to judge.
+ */
+export async function postForId(
+  req: Omit<HttpRequest, 'method'>, idField: string, mapStatus: (response: HttpResponse) => SendOutcome,
+): Promise<SendOutcome> {
+  const result = await request({ ...req, method: 'POST' });
+  if (!result.ok) return result.outcome;
+  const response = result.response;
+  if (response.status < 200 || response.status >= 300) return mapStatus(response);
+  const id = (parseJsonBody(response.body) as Record<string, unknown> | undefined)?.[idField];
+  return { kind: 'sent', providerMessageId: typeof id === 'string' ? id : null };
+}
+
 export async function request(req: HttpRequest): Promise<HttpResult> {
   const signal = deadline(req.timeoutMs ?? DEFAULT_TIMEOUT_MS, req.signal);
   const refused = await vetTarget(req.url, req.allowPrivate, signal);

@@ -1,6 +1,6 @@
 // SMS through Twilio Programmable Messaging: POST {base}/2010-04-01/Accounts/{sid}/Messages.json,
 // Basic auth (AccountSid:AuthToken), form body To, From, Body and StatusCallback (delivery receipts).
-import { bodyText, parseJsonBody, request as httpRequest, retryStatus, type Failure, type HttpResponse } from './http.ts';
+import { bodyText, parseJsonBody, postForId, retryStatus, type Failure, type HttpResponse } from './http.ts';
 import type { Provider, SendOutcome, SendRequest } from './types.ts';
 
 export const TWILIO_BASE_URL = 'https://api.twilio.com';
@@ -36,8 +36,7 @@ export function createTwilioProvider(options: TwilioProviderOptions = {}): Provi
       const base = String(apiBaseUrl ?? TWILIO_BASE_URL).replace(/\/+$/, '');
       const form = new URLSearchParams({ To: payload.to, From: from, Body: payload.text });
       if (payload.statusCallbackUrl) form.set('StatusCallback', payload.statusCallbackUrl);
-      const result = await httpRequest({
-        method: 'POST',
+      return postForId({
         url: `${base}/2010-04-01/Accounts/${encodeURIComponent(accountSid)}/Messages.json`,
         headers: {
           authorization: `Basic ${Buffer.from(`${accountSid}:${authToken}`).toString('base64')}`,
@@ -48,14 +47,7 @@ export function createTwilioProvider(options: TwilioProviderOptions = {}): Provi
         allowPrivate: request.allowPrivateTargets,
         ...(request.signal ? { signal: request.signal } : {}),
         ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-      });
-      if (!result.ok) return result.outcome;
-      const response = result.response;
-      if (response.status >= 200 && response.status < 300) {
-        const sid = (parseJsonBody(response.body) as { sid?: unknown } | undefined)?.sid;
-        return { kind: 'sent', providerMessageId: typeof sid === 'string' ? sid : null };
-      }
-      return mapTwilioStatus(response);
+      }, 'sid', mapTwilioStatus);
     },
   };
 }

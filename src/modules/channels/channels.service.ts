@@ -2,8 +2,6 @@
 // account per channel. Secrets are sealed with HERALD_SECRET and bound to their row; the API
 // only ever says which secrets are set.
 import { randomBytes } from 'node:crypto';
-import { Ajv } from 'ajv';
-import addFormats from 'ajv-formats';
 import { and, asc, eq, gt, isNull, type SQL } from 'drizzle-orm';
 import webpush from 'web-push';
 import { channelConfigs } from '../../db/schema/index.ts';
@@ -11,6 +9,7 @@ import type { Deps } from '../../deps.ts';
 import { invalid, notFound } from '../../http/errors.ts';
 import { decodeCursor, pageOf } from '../../http/pagination.ts';
 import { fieldErrors } from '../../http/problem.ts';
+import { compileStrict } from '../../http/validation.ts';
 import { newId } from '../../ids.ts';
 import { open, seal } from '../../security/secrets.ts';
 import {
@@ -21,11 +20,9 @@ import {
 type D = Pick<Deps, 'db' | 'clock' | 'config'>;
 type Row = typeof channelConfigs.$inferSelect;
 
-const ajv = new Ajv({ allErrors: true, strict: false });
-(addFormats as unknown as (a: Ajv) => void)(ajv);
 const validators = Object.fromEntries(
-  Object.entries(ProviderSchemas).map(([p, s]) => [p, { settings: ajv.compile(s.settings), secrets: ajv.compile(s.secrets) }]),
-) as Record<Provider, { settings: ReturnType<typeof ajv.compile>; secrets: ReturnType<typeof ajv.compile> }>;
+  Object.entries(ProviderSchemas).map(([p, s]) => [p, { settings: compileStrict(s.settings), secrets: compileStrict(s.secrets) }]),
+) as Record<Provider, { settings: ReturnType<typeof compileStrict>; secrets: ReturnType<typeof compileStrict> }>;
 
 const REQUIRED_SECRETS: Record<Provider, string[]> = { sendgrid: ['apiKey'], twilio: ['authToken'], web_push: ['vapidPrivateKey'], fcm: ['accessToken'], webhook: ['signingSecret'], sandbox: [] };
 

@@ -2,9 +2,9 @@ import { and, asc, desc, eq, getTableColumns, gt, gte, sql, type SQL } from 'dri
 import type { DbOrTx } from '../../db/client.ts';
 import { consentChanges, customerConsents, customers, pushSubscriptions } from '../../db/schema/index.ts';
 import type { Deps } from '../../deps.ts';
-import { conflict, invalid, notFound } from '../../http/errors.ts';
+import { conflict, notFound } from '../../http/errors.ts';
 import { decodeCursor, pageOf } from '../../http/pagination.ts';
-import { isTimeZone } from '../../http/schemas.ts';
+import { checkTimeZone } from '../../http/schemas.ts';
 import { newId } from '../../ids.ts';
 import type {
   Channel, Consent, CreateCustomerBody, CreatePushSubscriptionBody, Customer, CustomerDetail, ListCustomersQuery, PatchCustomerBody, PushSubscription, PutConsentBody,
@@ -24,10 +24,6 @@ export const toCustomer = (r: CustomerRow): Customer => ({
   createdAt: r.createdAt.toISOString(),
   updatedAt: r.updatedAt.toISOString(),
 });
-
-export function checkTimeZone(zone: string | null | undefined, pointer = '/timeZone'): void {
-  if (zone && !isTimeZone(zone)) throw invalid('Unknown time zone', [{ pointer, detail: `"${zone}" is not an IANA time zone` }]);
-}
 
 /** drizzle wraps driver errors: the PostgreSQL code is on the error or its cause. */
 export const pgCode = (e: unknown): string | undefined => (e as { code?: string }).code ?? (e as { cause?: { code?: string } }).cause?.code;

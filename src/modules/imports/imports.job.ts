@@ -1,13 +1,12 @@
 // Bulk import, part two: the job reads the stored upload back as a stream and upserts customers
 // in batches of 1000. Each batch commits together with the import's progress, so a job retried
 // after a crash resumes after the last committed row instead of counting rows twice.
-import { Ajv } from 'ajv';
-import addFormats from 'ajv-formats';
 import { and, asc, eq, gte, sql } from 'drizzle-orm';
 import { importChunks, imports, type ImportRowError } from '../../db/schema/index.ts';
 import type { Db } from '../../db/client.ts';
 import type { Deps } from '../../deps.ts';
 import { fieldErrors } from '../../http/problem.ts';
+import { compileStrict } from '../../http/validation.ts';
 import { isTimeZone } from '../../http/schemas.ts';
 import { newId } from '../../ids.ts';
 import type { JobDefinition } from '../../jobs/queue.ts';
@@ -16,9 +15,7 @@ import { ImportRow, MAX_STORED_ERRORS, type ImportFormat } from './imports.schem
 import { readRows } from './imports.rows.ts';
 
 const BATCH = 1000;
-const ajv = new Ajv({ allErrors: true, strict: false });
-(addFormats as unknown as (a: Ajv) => void)(ajv);
-const validateRow = ajv.compile(ImportRow);
+const validateRow = compileStrict(ImportRow);
 
 interface Batch {
   rows: { line: number; value: ImportRow }[];

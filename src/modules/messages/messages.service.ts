@@ -7,7 +7,7 @@ import { newId } from '../../ids.ts';
 import { loadChannelConfig } from '../channels/channels.service.ts';
 import { getCustomer } from '../customers/customers.service.ts';
 import { compileFields, customerContext, TemplateError } from '../templates/render.ts';
-import { getTemplate, liquidFields } from '../templates/templates.service.ts';
+import { getTemplate, versionFields } from '../templates/templates.service.ts';
 import { composePayload, trackingUrls } from './compose.ts';
 import type { WorkspaceSettings } from '../workspaces/workspaces.schemas.ts';
 import type { ActionTemplate, Message, TestSendBody, TestSendResult, TimelineEntry, TimelineQuery } from './messages.schemas.ts';
@@ -92,11 +92,11 @@ export async function testSend(deps: Pick<Deps, 'db' | 'database' | 'config' | '
   const customer = body.customerId ? await getCustomer(deps, workspaceId, body.customerId) : null;
   const [version] = await deps.database.sql<{ content: Record<string, unknown> }[]>`
     select content from template_versions where workspace_id = ${workspaceId} and template_id = ${templateId} and version = ${template.version}`;
-  const { compiledHtml, ...content } = version!.content;
+  const { content, fields } = versionFields(template.channel, version!.content);
   const urls = trackingUrls(deps.config.publicUrl, deps.config.secret!, workspaceId, newId());
   let values: Record<string, string>;
   try {
-    values = await compileFields(liquidFields(template.channel, typeof compiledHtml === 'string' ? { ...content, html: compiledHtml } : content)).render({
+    values = await compileFields(fields).render({
       customer: customer ? customerContext(customer) : (body.sample?.customer ?? {}),
       event: body.sample?.event,
       unsubscribe_url: urls.unsubscribe, view_url: urls.view, forward_url: urls.forward,

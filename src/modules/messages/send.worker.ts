@@ -8,7 +8,7 @@ import type { JobDefinition } from '../../jobs/queue.ts';
 import type { Provider, SendOutcome } from '../../providers/types.ts';
 import { loadChannelConfig } from '../channels/channels.service.ts';
 import { compileFields, customerContext, type CompiledTemplate } from '../templates/render.ts';
-import { liquidFields } from '../templates/templates.service.ts';
+import { versionFields } from '../templates/templates.service.ts';
 import type { TemplateChannel } from '../templates/templates.schemas.ts';
 import { assignActions, type Assignment } from './action-templates.ts';
 import { composePayload, trackingUrls } from './compose.ts';
@@ -145,9 +145,8 @@ async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config' | 'cloc
     join unnest(${versions.map((m) => m.workspace_id)}::uuid[], ${versions.map((m) => m.template_id)}::uuid[], ${versions.map((m) => m.template_version)}::int[]) u(w, t, v)
       on v.workspace_id = u.w and v.template_id = u.t and v.version = u.v`;
   for (const r of rows) {
-    const { compiledHtml, ...content } = r.content;
     try {
-      const fields = liquidFields(r.channel as TemplateChannel, typeof compiledHtml === 'string' ? { ...content, html: compiledHtml } : content);
+      const { content, fields } = versionFields(r.channel as TemplateChannel, r.content);
       context.templates.set(k(r.workspace_id, r.template_id, r.version), { compiled: compileFields(fields), content });
     } catch (error) {
       context.templates.set(k(r.workspace_id, r.template_id, r.version), error as Error);

@@ -2,6 +2,7 @@
 // templates are written by workspace users and rendered inside the sending workers.
 import { Buffer } from 'node:buffer';
 import { Liquid, LiquidError, Tag, filters, type Context, type TagToken, type Template, type TopLevelToken } from 'liquidjs';
+import { isTimeZone } from '../../http/schemas.ts';
 
 export interface RenderContext {
   customer: Record<string, unknown>;
@@ -84,15 +85,6 @@ for (const engine of [liquid, htmlLiquid]) for (const name of ['include', 'rende
 const zoneOfScope = new WeakMap<object, string>();
 const builtinDate = filters['date'];
 if (typeof builtinDate !== 'function') throw new Error('liquidjs no longer exposes its date filter');
-
-function isTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const localDate = function localDate(this: { context: Context }, value: unknown, format?: unknown) {
   const zone = zoneOfScope.get(this.context.environments) ?? 'UTC';

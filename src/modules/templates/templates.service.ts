@@ -1,14 +1,13 @@
 // Templates: every save of new content is a new immutable version, so a message can always name
 // the exact version it was rendered from. Liquid is compiled on save: a template that does not
 // compile is refused with the field and line at fault.
-import { Ajv } from 'ajv';
-import addFormats from 'ajv-formats';
 import { and, asc, eq, gt, isNull, type SQL } from 'drizzle-orm';
 import { templates, templateVersions } from '../../db/schema/index.ts';
 import type { Deps } from '../../deps.ts';
 import { invalid, notFound, type FieldError } from '../../http/errors.ts';
 import { decodeCursor, pageOf } from '../../http/pagination.ts';
 import { fieldErrors } from '../../http/problem.ts';
+import { compileStrict } from '../../http/validation.ts';
 import { newId } from '../../ids.ts';
 import { getCustomer } from '../customers/customers.service.ts';
 import { compileFields, customerContext, missingVariables, TemplateError, type RenderContext } from './render.ts';
@@ -22,14 +21,12 @@ import {
 type D = Pick<Deps, 'db' | 'clock'>;
 type Content = Record<string, unknown>;
 
-const ajv = new Ajv({ allErrors: true, strict: false });
-(addFormats as unknown as (a: Ajv) => void)(ajv);
 const contentValidators = {
-  email: ajv.compile(EmailContent),
-  sms: ajv.compile(SmsContent),
-  mobile_push: ajv.compile(PushContent),
-  web_push: ajv.compile(PushContent),
-  webhook: ajv.compile(WebhookContent),
+  email: compileStrict(EmailContent),
+  sms: compileStrict(SmsContent),
+  mobile_push: compileStrict(PushContent),
+  web_push: compileStrict(PushContent),
+  webhook: compileStrict(WebhookContent),
 } as const;
 
 /** The Liquid-bearing fields of a content, by their JSON pointer below /content. */
@@ -45,6 +42,15 @@ export function liquidFields(channel: TemplateChannel, content: Content): Record
     for (const [k, v] of Object.entries(content[nested] as Record<string, unknown>)) put(`${nested}/${k}`, v);
   }
   return out;
+}
+
+/**
+ * A stored version's content as shown (without the compiled MJML) and its Liquid fields (the
+ * compiled HTML standing in for the MJML source).
+ */
+export function versionFields(channel: TemplateChannel, stored: Content): { content: Content; fields: Record<string, string> } {
+  const { compiledHtml, ...content } = stored;
+  return { content, fields: liquidFields(channel, typeof compiledHtml === 'string' ? { ...content, html: compiledHtml } : content) };
 }
 
 /** Checks a content for its channel and compiles it: MJML to HTML, then every Liquid field. */
@@ -87,8 +93,7 @@ type VersionRow = typeof templateVersions.$inferSelect;
 
 function toTemplate(t: TemplateRow, v: VersionRow): Template {
   const channel = t.channel as TemplateChannel;
-  const { compiledHtml: _compiled, ...content } = v.content;
-  const fields = liquidFields(channel, typeof _compiled === 'string' ? { ...content, html: _compiled } : content);
+  const { content, fields } = versionFields(channel, v.content);
   let mergeTags: string[] = [];
   try {
     mergeTags = compileFields(fields).variables;
@@ -215,8 +220,7 @@ export async function previewTemplate(deps: Pick<Deps, 'db' | 'config'>, workspa
   }
   const base = deps.config.publicUrl;
   ctx = { ...ctx, unsubscribe_url: `${base}/t/u/preview`, view_url: `${base}/t/v/preview`, forward_url: `${base}/t/f/preview` };
-  const { compiledHtml, ...content } = v.content;
-  const fields = liquidFields(channel, typeof compiledHtml === 'string' ? { ...content, html: compiledHtml } : content);
+  const { content, fields } = versionFields(channel, v.content);
   const compiled = compileFields(fields);
   let values: Record<string, string>;
   try {

@@ -5,7 +5,7 @@ import { apiKeys, workspaces } from '../../db/schema/index.ts';
 import type { Deps } from '../../deps.ts';
 import { invalid, notFound } from '../../http/errors.ts';
 import { hashToken } from '../../http/auth.ts';
-import { isTimeZone } from '../../http/schemas.ts';
+import { checkTimeZone } from '../../http/schemas.ts';
 import { newId } from '../../ids.ts';
 import type { ApiKey, CreateApiKeyBody, CreatedApiKey, CreateWorkspaceBody, UpdateWorkspaceBody, Workspace, WorkspaceSettings } from './workspaces.schemas.ts';
 
@@ -24,7 +24,7 @@ const toApiKey = (k: KeyRow): ApiKey => ({
 
 export async function createWorkspace(deps: Pick<Deps, 'db'>, body: CreateWorkspaceBody): Promise<Workspace> {
   const timeZone = body.timeZone ?? 'UTC';
-  if (!isTimeZone(timeZone)) throw invalid('Unknown time zone', [{ pointer: '/timeZone', detail: `"${timeZone}" is not an IANA time zone` }]);
+  checkTimeZone(timeZone);
   const [row] = await deps.db.insert(workspaces).values({ id: newId(), name: body.name, timeZone, settings: body.settings ?? {} }).returning();
   return { ...toWorkspace(row!), apiKeys: [] };
 }
@@ -39,7 +39,7 @@ export async function getWorkspace(deps: Pick<Deps, 'db'>, id: string): Promise<
 const toWorkspace = (r: typeof workspaces.$inferSelect) => ({ id: r.id, name: r.name, timeZone: r.timeZone, settings: r.settings as WorkspaceSettings, createdAt: r.createdAt.toISOString() });
 
 export async function updateWorkspace(deps: Pick<Deps, 'db'>, id: string, body: UpdateWorkspaceBody): Promise<Workspace> {
-  if (body.timeZone && !isTimeZone(body.timeZone)) throw invalid('Unknown time zone', [{ pointer: '/timeZone', detail: `"${body.timeZone}" is not an IANA time zone` }]);
+  checkTimeZone(body.timeZone);
   const set: Partial<typeof workspaces.$inferInsert> = {};
   if (body.name) set.name = body.name;
   if (body.timeZone) set.timeZone = body.timeZone;
