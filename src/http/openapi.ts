@@ -14,9 +14,11 @@ import { Template, TemplatePreview } from '../modules/templates/templates.schema
 import { ChannelConfig } from '../modules/channels/channels.schemas.ts';
 import { ActionTemplate, Message, TestSendResult, TimelineEntry } from '../modules/messages/messages.schemas.ts';
 import { WebhookReceipt } from '../modules/webhooks/webhooks.routes.ts';
+import { AudienceDuration, AudienceFilter } from '../audience/filter.ts';
+import { AudiencePreview, Segment } from '../modules/segments/segments.schemas.ts';
 
 /** Every schema that routes refer to by name. */
-export const componentSchemas: TSchema[] = [Problem, ApiKey, CreatedApiKey, Workspace, Customer, CustomerDetail, Consent, PushSubscription, IngestResult, Event, Import, Template, TemplatePreview, ChannelConfig, Message, ActionTemplate, TimelineEntry, TestSendResult, WebhookReceipt];
+export const componentSchemas: TSchema[] = [Problem, ApiKey, CreatedApiKey, Workspace, Customer, CustomerDetail, Consent, PushSubscription, IngestResult, Event, Import, Template, TemplatePreview, ChannelConfig, Message, ActionTemplate, TimelineEntry, TestSendResult, WebhookReceipt, AudienceDuration, AudienceFilter, Segment, AudiencePreview];
 
 export const API_VERSION = '0.1.0';
 
@@ -24,6 +26,7 @@ const TAGS = [
   { name: 'workspaces', description: 'Tenants and their API keys (root token)' },
   { name: 'customers', description: 'Customer profiles, consents, push subscriptions and bulk imports' },
   { name: 'events', description: 'What customers did' },
+  { name: 'segments', description: 'Saved audiences: filter trees over customer fields, consents, events and action templates, executed on demand' },
   { name: 'templates', description: 'Message templates per channel, with Liquid merge tags and immutable versions' },
   { name: 'channel configs', description: 'Provider accounts per channel; secrets are encrypted at rest and never returned' },
   { name: 'messages', description: 'Messages as sent, their action templates, and the customers who got them' },

@@ -18,8 +18,20 @@ const serviceAjv = makeAjv({ coerceTypes: false, useDefaults: false });
  */
 export const compileStrict = <T = unknown>(schema: object) => serviceAjv.compile<T>(schema);
 
+/**
+ * Parts of a body that a service checks itself (marked `x-checked-by-service`, e.g. a filter
+ * tree) are documented in full but accepted as any JSON value here, so that the service can name
+ * each bad node precisely instead of Ajv listing every branch of a union.
+ */
+function withoutServiceChecked(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(withoutServiceChecked);
+  if (typeof schema !== 'object' || schema === null) return schema;
+  if ((schema as Record<string, unknown>)['x-checked-by-service']) return {};
+  return Object.fromEntries(Object.entries(schema).map(([k, v]) => [k, withoutServiceChecked(v)]));
+}
+
 export function validatorCompiler(): FastifySchemaCompiler<unknown> {
   const strict = makeAjv({ coerceTypes: false });
   const coercing = makeAjv({ coerceTypes: 'array' });
-  return ({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema as object) as never;
+  return ({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(withoutServiceChecked(schema) as object) as never;
 }

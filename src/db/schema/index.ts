@@ -3,3 +3,5 @@ export * from './customers.ts';
 export * from './events.ts';
 export * from './imports.ts';
 export * from './messaging.ts';
+export * from './audiences.ts';
+export * from './actions.ts';

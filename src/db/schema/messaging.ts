@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { foreignKey, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { boolean, foreignKey, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { customers } from './customers.ts';
 import { workspaces } from './workspaces.ts';
 
@@ -12,6 +12,8 @@ export const templates = pgTable(
     name: text().notNull(),
     channel: text().notNull(),
     currentVersion: integer().notNull(),
+    /** False for a template written inline in an action and not saved as a template: it exists for its messages, not in lists. */
+    listed: boolean().notNull().default(true),
     createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
     deletedAt: timestamp({ withTimezone: true }),
@@ -71,6 +73,8 @@ export const messages = pgTable(
     sourceId: text().notNull(),
     stepId: text().notNull().default(''),
     entryId: text().notNull().default(''),
+    /** The action run that queued the message, if any. */
+    runId: uuid(),
     status: text().notNull(),
     reason: text(),
     toAddress: text(),
