@@ -40,6 +40,8 @@ export interface HttpRequest {
   timeoutMs?: number;
   /** Default MAX_RESPONSE_BYTES. */
   maxBodyBytes?: number;
+  /** Pools of the caller's own (createAgents: a provider that trusts other CAs); default the shared ones. */
+  agents?: UndiciAgents;
 }
 
 export interface HttpResponse {
@@ -67,6 +69,20 @@ let permissiveAgent: Agent | undefined;
 export function agentFor(allowPrivate: boolean): Agent {
   if (allowPrivate) return (permissiveAgent ??= new Agent({ ...POOL, connect: { timeout: CONNECT_TIMEOUT_MS } }));
   return (strictAgent ??= new Agent({ ...POOL, connect: { timeout: CONNECT_TIMEOUT_MS, lookup: guardedLookup } }));
+}
+
+export interface UndiciAgents {
+  strict: Agent;
+  permissive: Agent;
+}
+
+/** A provider's own strict and permissive undici pools, e.g. trusting other CAs (`ca`, tests). */
+export function createAgents(options: { ca?: string | Buffer } = {}): UndiciAgents {
+  const tls = options.ca !== undefined ? { ca: options.ca } : {};
+  return {
+    strict: new Agent({ ...POOL, connect: { timeout: CONNECT_TIMEOUT_MS, lookup: guardedLookup, ...tls } }),
+    permissive: new Agent({ ...POOL, connect: { timeout: CONNECT_TIMEOUT_MS, ...tls } }),
+  };
 }
 
 /** Closes the shared undici pools (shutdown, tests); they are created again on next use. */
@@ -279,7 +295,7 @@ export async function request(req: HttpRequest): Promise<HttpResult> {
     };
 
     try {
-      agentFor(req.allowPrivate).dispatch(
+      (req.agents ? (req.allowPrivate ? req.agents.permissive : req.agents.strict) : agentFor(req.allowPrivate)).dispatch(
         { origin: url.origin, path: `${url.pathname}${url.search}`, method: req.method as Dispatcher.HttpMethod, headers: req.headers ?? {}, body: req.body ?? null },
         handler,
       );

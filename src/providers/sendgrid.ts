@@ -1,17 +1,14 @@
 // Email through SendGrid's v3 Mail Send, with @sendgrid/mail (as the design card asks). One
-// MailService + Client per (API key, base URL), so two configs never share a key; every client
-// sends through Herald's keep-alive agents via axios's `transport` hook, which is also how a send
-// knows whether its request left (see http.ts): @sendgrid/client passes its default request
-// options (transport, proxy, maxRedirects...) straight to axios.
-import http from 'node:http';
-import https from 'node:https';
-import { createHash } from 'node:crypto';
+// MailService + Client per (API key, base URL), so two configs never share a key. The library
+// builds the request (Mail, snake_case JSON, headers) and hands it to axios; axios is configured
+// with an adapter of Herald's own (an axios option @sendgrid/client passes through, like the
+// others in its default request), which sends it through the pooled undici client of http.ts:
+// keep-alive connections, the SSRF guard, the deadline, the capped body, and the exact
+// "did the request leave" classification (retry before, unknown after).
+import { AsyncLocalStorage } from 'node:async_hooks';
 import sgMail from '@sendgrid/mail';
 import sgClient from '@sendgrid/client';
-import {
-  createNodeAgents, currentTrace, destroyNodeAgents, deadline, DEFAULT_TIMEOUT_MS, MAX_RESPONSE_BYTES, newTrace, parseRetryAfter, MAX_RETRY_AFTER_MS,
-  traced, traceFailure, vetTarget, type Failure, type NodeAgents,
-} from './http.ts';
+import { createAgents, DEFAULT_TIMEOUT_MS, MAX_RESPONSE_BYTES, parseRetryAfter, MAX_RETRY_AFTER_MS, request as httpRequest, type Failure, type UndiciAgents } from './http.ts';
 import type { EmailPayload, Provider, SendOutcome, SendRequest } from './types.ts';
 
 type MailService = typeof sgMail;
@@ -82,23 +79,75 @@ export function sendGridMail(request: SendRequest, payload: EmailPayload): Param
   } as Parameters<MailService['send']>[0];
 }
 
+/** A failure http.ts classified (refused target, not sent, unknown): carried out of the library as it is. */
+class TransportFailure extends Error {
+  readonly outcome: Failure;
+  constructor(outcome: Failure) {
+    super(outcome.reason);
+    this.outcome = outcome;
+  }
+}
+
+/** What the adapter needs from the send that made the library call. */
+interface SendContext {
+  url: string;
+  allowPrivate: boolean;
+  signal: AbortSignal | undefined;
+  timeoutMs: number;
+  /** The adapter was called: a request may have been made. */
+  requested: boolean;
+}
+
+/** The parts of axios's request config and response the adapter reads and gives back. */
+interface AxiosConfig {
+  method?: string;
+  url?: string;
+  baseURL?: string;
+  data?: unknown;
+  headers?: { toJSON?: (asStrings?: boolean) => Record<string, unknown> } & Record<string, unknown>;
+}
+interface AxiosLikeResponse {
+  data: string;
+  status: number;
+  statusText: string;
+  headers: Record<string, string>;
+  config: AxiosConfig;
+  request: null;
+}
+
+const joinUrl = (base: string | undefined, path: string | undefined) => (base ? `${base.replace(/\/+$/, '')}/${(path ?? '').replace(/^\/+/, '')}` : (path ?? ''));
+
 export function createSendGridProvider(options: SendGridProviderOptions = {}): Provider & { close(): void } {
-  const agents: NodeAgents = createNodeAgents(options.ca !== undefined ? { ca: options.ca } : {});
+  // The shared pools of http.ts, or this provider's own when it trusts other CAs.
+  const agents: UndiciAgents | undefined = options.ca !== undefined ? createAgents({ ca: options.ca }) : undefined;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const sends = new AsyncLocalStorage<SendContext>();
   const services = new Map<string, MailService>();
 
-  // axios calls this instead of http(s).request: the agent is picked per send (strict or not).
-  const transport = {
-    request(opts: https.RequestOptions, callback: (res: http.IncomingMessage) => void): http.ClientRequest {
-      const trace = currentTrace();
-      const secure = opts.protocol === 'https:';
-      const pool = secure ? agents.https : agents.http;
-      const agent = trace?.allowPrivate ? pool.permissive : pool.strict;
-      return (secure ? https : http).request({ ...opts, agent }, callback);
-    },
-  };
+  // axios calls this instead of its http adapter, with the request the library built (body already JSON).
+  async function adapter(config: AxiosConfig): Promise<AxiosLikeResponse> {
+    const ctx = sends.getStore();
+    if (!ctx) throw new Error('sendgrid: a request made outside a send');
+    const url = joinUrl(config.baseURL, config.url);
+    if (url !== ctx.url) throw new TransportFailure({ kind: 'rejected', reason: `refusing ${url}: not the Mail Send URL that was checked (${ctx.url})` });
+    const headers: Record<string, string> = {};
+    const raw = typeof config.headers?.toJSON === 'function' ? config.headers.toJSON(true) : (config.headers ?? {});
+    for (const [name, value] of Object.entries(raw)) if (value !== undefined && value !== null && value !== false) headers[name] = String(value);
+    ctx.requested = true;
+    const result = await httpRequest({
+      method: (config.method ?? 'post').toUpperCase(), url, headers, body: typeof config.data === 'string' ? config.data : JSON.stringify(config.data ?? null),
+      allowPrivate: ctx.allowPrivate, timeoutMs: ctx.timeoutMs, maxBodyBytes: MAX_RESPONSE_BYTES, ...(ctx.signal ? { signal: ctx.signal } : {}), ...(agents ? { agents } : {}),
+    });
+    if (!result.ok) throw new TransportFailure(result.outcome);
+    const r = result.response;
+    const response: AxiosLikeResponse = { data: r.body.toString('utf8'), status: r.status, statusText: '', headers: r.headers, config, request: null };
+    if (r.status >= 200 && r.status < 300) return response;
+    // As axios's own settle(): @sendgrid/client makes a ResponseError of a 4xx/5xx, passes the rest on.
+    throw Object.assign(new Error(`Request failed with status code ${r.status}`), { response });
+  }
 
   function serviceFor(apiKey: string, baseUrl: string): MailService {
-    const key = createHash('sha256').update(`${apiKey}\0${baseUrl}`).digest('base64url');
+    const key = `${apiKey}\0${baseUrl}`;
     let service = services.get(key);
     if (service) {
       services.delete(key); // most recently used last
@@ -110,12 +159,11 @@ export function createSendGridProvider(options: SendGridProviderOptions = {}): P
     // After setApiKey, which resets the base URL to SendGrid's.
     const defaults = {
       baseUrl: `${baseUrl}/`,
-      adapter: 'http',
-      transport,
-      proxy: false, // never an environment proxy: the connection goes where the guard checked
+      adapter,
+      proxy: false, // (not used by the adapter) never an environment proxy
       maxRedirects: 0,
       maxContentLength: MAX_RESPONSE_BYTES,
-      timeout: 0, // deadlines are the trace's signal
+      timeout: 0, // deadlines are the send's signal
     };
     client.setDefaultRequest(defaults as unknown as Parameters<Client['setDefaultRequest']>[0]);
     service = new MailServiceClass();
@@ -132,31 +180,28 @@ export function createSendGridProvider(options: SendGridProviderOptions = {}): P
       const apiKey = request.secrets.apiKey;
       if (!apiKey) return { kind: 'rejected', reason: 'no SendGrid API key in the channel config' };
       const baseUrl = String(request.settings.apiBaseUrl ?? SENDGRID_BASE_URL).replace(/\/+$/, '');
-      const url = `${baseUrl}/v3/mail/send`;
-      const signal = deadline(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, request.signal);
-      const refused = await vetTarget(url, request.allowPrivateTargets, signal);
-      if (refused) return refused;
-
-      const trace = newTrace(signal, request.allowPrivateTargets, new URL(url).hostname);
+      // The target is checked (SSRF guard) by http.ts before any connection, inside the adapter.
+      const ctx: SendContext = { url: `${baseUrl}/v3/mail/send`, allowPrivate: request.allowPrivateTargets, signal: request.signal, timeoutMs, requested: false };
       try {
         const mail = sendGridMail(request, payload);
-        const [response] = await traced(trace, () => serviceFor(apiKey, baseUrl).send(mail));
-        const headers = response.headers as Record<string, unknown>;
-        const id = headers['x-message-id'];
+        const [response] = await sends.run(ctx, () => serviceFor(apiKey, baseUrl).send(mail));
+        const id = (response.headers as Record<string, unknown>)['x-message-id'];
         return { kind: 'sent', providerMessageId: typeof id === 'string' && id ? id : null };
       } catch (error) {
+        if (error instanceof TransportFailure) return error.outcome;
         if (isResponseError(error)) return mapSendGridStatus(error.code, error.response.headers ?? {}, error.response.body);
-        // A status that came with a failure (a redirect, an oversized body): the status decides.
-        if (trace.response) {
-          if (trace.response.status >= 200 && trace.response.status < 300) return { kind: 'sent', providerMessageId: trace.response.headers['x-message-id'] || null };
-          return mapSendGridStatus(trace.response.status, trace.response.headers, undefined);
-        }
-        return traceFailure(trace, error);
+        // A status below 400 that is not 2xx (a redirect, not followed): the status decides.
+        const response = (error as { response?: { status?: unknown; headers?: unknown; data?: unknown } } | undefined)?.response;
+        if (response && typeof response.status === 'number') return mapSendGridStatus(response.status, (response.headers ?? {}) as Record<string, string>, response.data);
+        const message = error instanceof Error ? error.message : String(error);
+        // The library failed before handing anything to the adapter: nothing was sent.
+        if (!ctx.requested) return { kind: 'rejected', reason: `the request could not be built: ${message}` };
+        return { kind: 'unknown', reason: `the SendGrid client failed after the request was made: ${message}` };
       }
     },
     close() {
       services.clear();
-      destroyNodeAgents(agents);
+      if (agents) void Promise.all([agents.strict.close(), agents.permissive.close()]);
     },
   };
 }
