@@ -203,19 +203,24 @@ async function databaseServer(tmp: string): Promise<string> {
   return pg.url;
 }
 
-/** A fresh herald_bench_<random> database, dropped at the end unless `keep` (BENCH_KEEP_DATABASE=1). */
-export async function benchDatabase(tmp: string, keep = false): Promise<{ dbName: string; benchUrl: string; pgVersion: string }> {
+/**
+ * A fresh herald_bench_<random> database, dropped at the end unless `keep` (BENCH_KEEP_DATABASE=1);
+ * or, given `name`, that database, created when missing and always kept (a bench's cached data:
+ * `existed` tells whether it was there already).
+ */
+export async function benchDatabase(tmp: string, keep = false, name?: string): Promise<{ dbName: string; benchUrl: string; pgVersion: string; existed: boolean }> {
   const adminUrl = await databaseServer(tmp);
-  const dbName = `herald_bench_${randomBytes(5).toString('hex')}`;
+  const dbName = name ?? `herald_bench_${randomBytes(5).toString('hex')}`;
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   cleanups.push(() => admin.end({ timeout: 5 }));
-  await admin.unsafe(`create database "${dbName}"`);
-  if (keep) cleanups.push(async () => say(`BENCH_KEEP_DATABASE=1: the database ${dbName} is kept`));
+  const existed = name !== undefined && (await admin`select 1 from pg_database where datname = ${name}`).length > 0;
+  if (!existed) await admin.unsafe(`create database "${dbName}"`);
+  if (keep || name !== undefined) cleanups.push(async () => say(`${name === undefined ? 'BENCH_KEEP_DATABASE=1: ' : ''}the database ${dbName} is kept`));
   else cleanups.push(() => admin.unsafe(`drop database if exists "${dbName}" with (force)`));
   const benchUrlObject = new URL(adminUrl);
   benchUrlObject.pathname = `/${dbName}`;
   const [{ version: pgVersion } = { version: '?' }] = await admin<{ version: string }[]>`select current_setting('server_version') as version`;
-  return { dbName, benchUrl: benchUrlObject.toString(), pgVersion };
+  return { dbName, benchUrl: benchUrlObject.toString(), pgVersion, existed };
 }
 
 // ---- the children --------------------------------------------------------------------------------
