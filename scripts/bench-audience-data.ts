@@ -98,11 +98,11 @@ export async function generateAudienceData(sql: postgres.Sql, scale: AudienceSca
   const messageId = (m: string, ms: string) => uuid7(`(${ms} - 2000)`, `md5('m' || ${m})`);
 
   const db = await sql.reserve();
-  const step = async (name: string, work: () => Promise<unknown>) => {
+  const step = async (name: string, label: string, work: () => Promise<unknown>) => {
     const t0 = performance.now();
     await work();
     seconds[name] = round1((performance.now() - t0) / 1000);
-    say(`  ${name}: ${seconds[name]} s`);
+    say(`  ${label}: ${seconds[name]} s`);
   };
   try {
     await db`select setseed(0.4242)`;
@@ -111,14 +111,14 @@ export async function generateAudienceData(sql: postgres.Sql, scale: AudienceSca
     // What the migrations made, to put back exactly once the rows are in.
     const indexes = await secondaryIndexes(db);
     const foreignKeys = await foreignKeysOf(db);
-    await step('drop secondary indexes and foreign keys', async () => {
+    await step('dropKeys', 'secondary indexes and foreign keys dropped', async () => {
       for (const fk of foreignKeys) await db.unsafe(`alter table ${fk.table} drop constraint "${fk.name}"`);
       for (const ix of indexes) await db.unsafe(`drop index "${ix.name}"`);
     });
 
     await db`insert into workspaces (id, name, time_zone) values (${workspaceId}, 'bench:audience', 'UTC')`;
 
-    await step(`customers (${N.toLocaleString('en-US')})`, () =>
+    await step('customers', `customers (${N.toLocaleString('en-US')})`, () =>
       db.unsafe(`
         insert into customers (workspace_id, id, external_id, email, phone, time_zone, locale, custom, created_at, updated_at)
         select '${workspaceId}'::uuid, ${customerId('n')}, 'c' || n, 'c' || n || '@bench.example.com',
@@ -135,7 +135,7 @@ export async function generateAudienceData(sql: postgres.Sql, scale: AudienceSca
         from (select n, random() as r, random() as r2, random() as r3 from generate_series(1, ${N}) n) g`),
     );
 
-    await step(`events (${E.toLocaleString('en-US')})`, () =>
+    await step('events', `events (${E.toLocaleString('en-US')})`, () =>
       db.unsafe(`
         insert into events (workspace_id, id, customer_id, type, properties, occurred_at, received_at)
         select '${workspaceId}'::uuid, ${uuid7('ms', `md5('e' || i)`)}, ${customerId('n')}, type,
@@ -155,7 +155,7 @@ export async function generateAudienceData(sql: postgres.Sql, scale: AudienceSca
         ) x`),
     );
 
-    await step(`action templates (${SOURCES} email actions)`, () =>
+    await step('actionTemplates', `action templates (${SOURCES} email actions)`, () =>
       ensureActionTemplates(db, sourceIds.map((sourceId) => ({ workspaceId, sourceType: 'action', sourceId, channel: 'email' }))),
     );
     const templates = await db<{ source_id: string; kind: string; id: string }[]>`
@@ -163,7 +163,7 @@ export async function generateAudienceData(sql: postgres.Sql, scale: AudienceSca
     const templateIds = (kind: string) => `'{${sourceIds.map((s) => templates.find((t) => t.source_id === s && t.kind === kind)!.id).join(',')}}'::uuid[]`;
 
     // The messages, one row each with its fate drawn once, then the messages and their records from it.
-    await step(`messages (${M.toLocaleString('en-US')})`, async () => {
+    await step('messages', `messages (${M.toLocaleString('en-US')})`, async () => {
       await db.unsafe(`drop table if exists bench_gen_messages`);
       await db.unsafe(`
         create unlogged table bench_gen_messages as
@@ -186,7 +186,7 @@ export async function generateAudienceData(sql: postgres.Sql, scale: AudienceSca
         from bench_gen_messages order by m`);
     });
 
-    await step(`customer_actions (~${scale.actions.toLocaleString('en-US')})`, async () => {
+    await step('customerActions', `customer_actions (~${scale.actions.toLocaleString('en-US')})`, async () => {
       await db.unsafe(`
         insert into customer_actions (workspace_id, id, action_template_id, customer_id, message_id, occurred_at, touchpoint)
         select '${workspaceId}'::uuid, ${uuid7('t', `md5(kind || m)`)},
@@ -202,7 +202,7 @@ export async function generateAudienceData(sql: postgres.Sql, scale: AudienceSca
       await db.unsafe(`drop table bench_gen_messages`);
     });
 
-    await step('indexes and foreign keys back', async () => {
+    await step('restoreKeys', 'indexes and foreign keys put back', async () => {
       for (const ix of indexes) await db.unsafe(ix.def);
       for (const fk of foreignKeys) await db.unsafe(`alter table ${fk.table} add constraint "${fk.name}" ${fk.def}`);
       const [afterIndexes, afterKeys] = [await secondaryIndexes(db), await foreignKeysOf(db)];
@@ -210,7 +210,7 @@ export async function generateAudienceData(sql: postgres.Sql, scale: AudienceSca
       if (!same(afterIndexes, indexes) || !same(afterKeys, foreignKeys)) throw new Error('the indexes or foreign keys put back differ from the migrated schema');
     });
 
-    await step('vacuum (analyze)', () => db.unsafe(`vacuum (analyze) workspaces, customers, events, messages, action_templates, customer_actions`));
+    await step('vacuum', 'vacuum (analyze)', () => db.unsafe(`vacuum (analyze) workspaces, customers, events, messages, action_templates, customer_actions`));
 
     for (const table of [...TABLES, 'action_templates']) {
       const [row] = await db.unsafe<{ n: string }[]>(`select count(*) as n from ${table} where workspace_id = '${workspaceId}'`);
