@@ -19,6 +19,7 @@ CREATE TABLE "action_runs" (
 	"scheduled_for" timestamp with time zone NOT NULL,
 	"started_at" timestamp with time zone,
 	"finished_at" timestamp with time zone,
+	"duration_ms" integer,
 	"matched" integer,
 	"queued" integer,
 	"skipped" jsonb DEFAULT '{}'::jsonb NOT NULL,

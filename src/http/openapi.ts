@@ -16,9 +16,11 @@ import { ActionTemplate, Message, TestSendResult, TimelineEntry } from '../modul
 import { WebhookReceipt } from '../modules/webhooks/webhooks.routes.ts';
 import { AudienceDuration, AudienceFilter } from '../audience/filter.ts';
 import { AudiencePreview, Segment } from '../modules/segments/segments.schemas.ts';
+import { Action, ActionRun } from '../modules/actions/actions.schemas.ts';
+import { ActionReport, TrackingPage } from '../modules/actions/actions.report.schemas.ts';
 
 /** Every schema that routes refer to by name. */
-export const componentSchemas: TSchema[] = [Problem, ApiKey, CreatedApiKey, Workspace, Customer, CustomerDetail, Consent, PushSubscription, IngestResult, Event, Import, Template, TemplatePreview, ChannelConfig, Message, ActionTemplate, TimelineEntry, TestSendResult, WebhookReceipt, AudienceDuration, AudienceFilter, Segment, AudiencePreview];
+export const componentSchemas: TSchema[] = [Problem, ApiKey, CreatedApiKey, Workspace, Customer, CustomerDetail, Consent, PushSubscription, IngestResult, Event, Import, Template, TemplatePreview, ChannelConfig, Message, ActionTemplate, TimelineEntry, TestSendResult, WebhookReceipt, AudienceDuration, AudienceFilter, Segment, AudiencePreview, Action, ActionRun, ActionReport, TrackingPage];
 
 export const API_VERSION = '0.1.0';
 
@@ -27,6 +29,7 @@ const TAGS = [
   { name: 'customers', description: 'Customer profiles, consents, push subscriptions and bulk imports' },
   { name: 'events', description: 'What customers did' },
   { name: 'segments', description: 'Saved audiences: filter trees over customer fields, consents, events and action templates, executed on demand' },
+  { name: 'actions', description: 'Triggered, recurring and single-send actions: audience, template, channel config, schedule; runs, reports and tracking' },
   { name: 'templates', description: 'Message templates per channel, with Liquid merge tags and immutable versions' },
   { name: 'channel configs', description: 'Provider accounts per channel; secrets are encrypted at rest and never returned' },
   { name: 'messages', description: 'Messages as sent, their action templates, and the customers who got them' },

@@ -7,6 +7,7 @@ import { createDatabase, type Database } from '../db/client.ts';
 import { runMigrations } from '../db/migrate.ts';
 import { systemClock, type Clock, type Deps } from '../deps.ts';
 import { jobs } from '../jobs/index.ts';
+import { triggeredActionsHook } from '../modules/actions/actions.runs.ts';
 import { createBoss, registerJobs } from '../jobs/queue.ts';
 import { EventHooks } from '../modules/events/events.hooks.ts';
 import { EventWriter } from '../modules/events/events.writer.ts';
@@ -50,6 +51,7 @@ export async function startRuntime(config: Config, options: RuntimeOptions = {})
     const eventHooks = new EventHooks();
     const eventWriter = new EventWriter(database.sql, clock, eventHooks);
     const deps: Deps = { database, db: database.db, boss, clock, config: { ...config, secret: secrets.secret }, eventHooks, eventWriter, providers: defaultProviders() };
+    eventHooks.add(triggeredActionsHook(deps));
     await boss.start();
     queueReady = true;
     await registerJobs(boss, deps, config.role, jobs);

@@ -50,6 +50,7 @@ export const actionRuns = pgTable(
     scheduledFor: timestamp({ withTimezone: true }).notNull(),
     startedAt: timestamp({ withTimezone: true }),
     finishedAt: timestamp({ withTimezone: true }),
+    durationMs: integer(),
     matched: integer(),
     queued: integer(),
     skipped: jsonb().$type<Record<string, number>>().notNull().default({}),

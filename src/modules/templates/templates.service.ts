@@ -115,12 +115,13 @@ function toTemplate(t: TemplateRow, v: VersionRow): Template {
   };
 }
 
-export async function createTemplate(deps: D, workspaceId: string, body: CreateTemplateBody): Promise<Template> {
+/** `listed: false` makes a template that exists for an action's messages only (written inline, not saved). */
+export async function createTemplate(deps: D, workspaceId: string, body: CreateTemplateBody, options: { listed?: boolean } = {}): Promise<Template> {
   const { content } = await prepareContent(body.channel, body.content as Content);
   const now = deps.clock.now();
   const id = newId();
   return deps.db.transaction(async (tx) => {
-    const [t] = await tx.insert(templates).values({ workspaceId, id, name: body.name, channel: body.channel, currentVersion: 1, createdAt: now, updatedAt: now }).returning();
+    const [t] = await tx.insert(templates).values({ workspaceId, id, name: body.name, channel: body.channel, currentVersion: 1, listed: options.listed ?? true, createdAt: now, updatedAt: now }).returning();
     const [v] = await tx.insert(templateVersions).values({ workspaceId, templateId: id, version: 1, content, createdAt: now }).returning();
     return toTemplate(t!, v!);
   });
@@ -150,7 +151,7 @@ export async function getTemplate(deps: Pick<Deps, 'db'>, workspaceId: string, i
 export async function listTemplates(deps: Pick<Deps, 'db'>, workspaceId: string, q: ListTemplatesQuery) {
   const limit = q.limit ?? 50;
   const after = decodeCursor(q.cursor, ['string']);
-  const where: SQL[] = [eq(templates.workspaceId, workspaceId), isNull(templates.deletedAt)];
+  const where: SQL[] = [eq(templates.workspaceId, workspaceId), isNull(templates.deletedAt), eq(templates.listed, true)];
   if (after) where.push(gt(templates.id, after[0] as string));
   if (q.channel) where.push(eq(templates.channel, q.channel));
   const rows = await deps.db
