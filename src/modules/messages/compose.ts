@@ -2,7 +2,7 @@
 // signed click links and the one-click unsubscribe headers (RFC 8058); every channel gets the
 // links that bring its events back to Herald.
 import { signToken, type TokenKind } from '../tracking/tokens.ts';
-import { addTracking } from '../templates/tracking-html.ts';
+import { addTracking, addTrackingToPieces, type FieldLayout } from '../templates/tracking-html.ts';
 import type { TemplateChannel } from '../templates/templates.schemas.ts';
 import type { Payload } from '../../providers/types.ts';
 
@@ -42,6 +42,8 @@ interface ComposeInput {
   publicUrl: string;
   channelConfigId: string;
   defaultSender?: { email: string; name?: string } | undefined;
+  /** The html as the pieces of its layout (render's `parts`), for tracking planned once per layout. */
+  htmlPieces?: { layout: FieldLayout; pieces: string[] } | undefined;
 }
 
 /** The payload for the provider and the content as sent (what "view" shows), or why it cannot be sent. */
@@ -55,7 +57,11 @@ export function composePayload(input: ComposeInput): { payload: Payload; rendere
       if (!from.email) return { error: 'no_sender' };
       let html: string | undefined;
       let links: string[] = [];
-      if (v.html !== undefined) ({ html, links } = addTracking(v.html, { openPixelUrl: urls.open, clickUrl: (i) => urls.click(i), ...(v.preheader ? { preheader: v.preheader } : {}) }));
+      if (v.html !== undefined) {
+        const opts = { openPixelUrl: urls.open, clickUrl: (i: number) => urls.click(i), ...(v.preheader ? { preheader: v.preheader } : {}) };
+        const parts = input.htmlPieces;
+        ({ html, links } = parts ? addTrackingToPieces(parts.layout, parts.pieces, opts) : addTracking(v.html, opts));
+      }
       const replyTo = (content.replyTo as string | undefined) ?? (settings.replyTo as string | undefined);
       const payload: Payload = {
         kind: 'email', to: input.address, from, subject: v.subject ?? '',

@@ -7,7 +7,7 @@ import type { Deps } from '../../deps.ts';
 import type { JobDefinition } from '../../jobs/queue.ts';
 import type { Provider, SendOutcome } from '../../providers/types.ts';
 import { loadChannelConfig } from '../channels/channels.service.ts';
-import { compileFields, customerContext, type CompiledTemplate } from '../templates/render.ts';
+import { compileFields, customerContext, fieldLayout, type CompiledTemplate } from '../templates/render.ts';
 import { versionFields } from '../templates/templates.service.ts';
 import type { TemplateChannel } from '../templates/templates.schemas.ts';
 import { assignActions, type Assignment } from './action-templates.ts';
@@ -172,6 +172,12 @@ function mergeUrls(variables: string[], urls: { unsubscribe: string; view: strin
   };
 }
 
+function htmlPieces(compiled: CompiledTemplate, parts: Record<string, string[]>) {
+  const layout = fieldLayout(compiled, 'html');
+  const pieces = parts.html;
+  return layout && pieces ? { layout, pieces } : undefined;
+}
+
 async function sendOne(deps: Pick<Deps, 'config' | 'providers'>, ctx: Context, m: ClaimedMessage, now: Date): Promise<Result> {
   const base: Result = { message: m, status: 'not_sent', reason: null, toAddress: null, rendered: null, providerMessageId: null, nextAttemptAt: null };
   const notSent = (reason: string): Result => ({ ...base, reason });
@@ -203,6 +209,7 @@ async function sendOne(deps: Pick<Deps, 'config' | 'providers'>, ctx: Context, m
   const secret = deps.config.secret!;
   const urls = trackingUrls(deps.config.publicUrl, secret, m.workspace_id, m.id);
   let values: Record<string, string>;
+  const parts: Record<string, string[]> = {};
   try {
     values = await template.compiled.render({
       customer: customerContext({
@@ -212,13 +219,14 @@ async function sendOne(deps: Pick<Deps, 'config' | 'providers'>, ctx: Context, m
       event: m.event ?? undefined,
       ...mergeUrls(template.compiled.variables, urls),
       timeZone: zone,
-    });
+    }, parts);
   } catch (error) {
     return notSent(`render_error: ${(error as Error).message}`.slice(0, 500));
   }
   const composed = composePayload({
     channel: m.channel as TemplateChannel, content: template.content, values, settings: config.settings, defaultSender: rules.defaultSender,
     address, subscription: subscription ?? null, urls, publicUrl: deps.config.publicUrl, channelConfigId: config.id,
+    htmlPieces: htmlPieces(template.compiled, parts),
   });
   if ('error' in composed) return notSent(composed.error);
   const provider = deps.providers[config.provider];

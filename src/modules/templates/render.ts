@@ -1,7 +1,7 @@
 // Liquid rendering of template fields (subject, html, text, ...) with hard limits, because
 // templates are written by workspace users and rendered inside the sending workers.
 import { Buffer } from 'node:buffer';
-import { Liquid, LiquidError, Tag, filters, type Context, type TagToken, type Template, type TopLevelToken } from 'liquidjs';
+import { Liquid, LiquidError, Output, Tag, filters, type Context, type TagToken, type Template, type TopLevelToken } from 'liquidjs';
 import { isTimeZone } from '../../http/schemas.ts';
 
 export interface RenderContext {
@@ -35,7 +35,11 @@ export class TemplateError extends Error {
 }
 
 export interface CompiledTemplate {
-  render(ctx: RenderContext): Promise<Record<string, string>>;
+  /**
+   * `parts`, when given, receives for each field with a layout (see fieldLayout) the rendered
+   * pieces of that layout, whose concatenation is the field's value.
+   */
+  render(ctx: RenderContext, parts?: Record<string, string[]>): Promise<Record<string, string>>;
   /** Merge tags the fields read from the context, e.g. 'customer.first_name', sorted. */
   variables: string[];
 }
@@ -98,6 +102,38 @@ for (const engine of [liquid, htmlLiquid]) engine.registerFilter('local_date', l
 
 type Segments = Array<string | number>;
 const segmentsOf = new WeakMap<CompiledTemplate, Segments[]>();
+const layoutsOf = new WeakMap<CompiledTemplate, Map<string, ReadonlyArray<string | null>>>();
+
+/**
+ * An HTML field made only of static text and escaped merge tags (no Liquid tags, no `| raw`): its
+ * static pieces, null where a merge tag's (escaped) output goes. Undefined for any other field.
+ */
+export function fieldLayout(compiled: CompiledTemplate, field: string): ReadonlyArray<string | null> | undefined {
+  return layoutsOf.get(compiled)?.get(field);
+}
+
+// Between the pieces of a layout when rendering it, so that one render gives the pieces apart.
+const PIECE_SEPARATOR = '\u0000';
+
+function layoutOf(templates: Template[]): Array<string | null> | undefined {
+  if (templates.length === 0) return undefined;
+  const layout: Array<string | null> = [];
+  for (const t of templates) {
+    if (t instanceof Output) {
+      // Escaped unless the last filter is `raw` (as liquidjs decides).
+      const last = t.value.filters[t.value.filters.length - 1];
+      if (!last || last.raw || last.name === 'raw') return undefined;
+      layout.push(null);
+    } else if (!(t instanceof Tag) && typeof (t as { str?: unknown }).str === 'string') {
+      const str = (t as unknown as { str: string }).str;
+      if (str.includes(PIECE_SEPARATOR)) return undefined;
+      layout.push(str);
+    } else {
+      return undefined;
+    }
+  }
+  return layout;
+}
 
 function toTemplateError(field: string, e: unknown): TemplateError {
   if (e instanceof TemplateError) return e;
@@ -135,8 +171,10 @@ function scopeOf(ctx: RenderContext): Record<string, unknown> {
 
 /** Parses every field; throws a TemplateError naming the first bad field and where in it. */
 export function compileFields(fields: Record<string, string>): CompiledTemplate {
-  const parsed: Array<[string, Template[], Liquid]> = [];
+  // [field, templates, engine, the templates with a separator between pieces when the field has a layout]
+  const parsed: Array<[string, Template[], Liquid, Template[] | undefined]> = [];
   const found = new Map<string, Segments>();
+  const layouts = new Map<string, ReadonlyArray<string | null>>();
   for (const [field, source] of Object.entries(fields)) {
     let templates: Template[];
     const engine = engineFor(field);
@@ -149,24 +187,39 @@ export function compileFields(fields: Record<string, string>): CompiledTemplate 
     } catch (e) {
       throw toTemplateError(field, e);
     }
-    parsed.push([field, templates, engine]);
+    const layout = HTML_FIELDS.has(field) ? layoutOf(templates) : undefined;
+    let separated: Template[] | undefined;
+    if (layout) {
+      layouts.set(field, layout);
+      const separator = engine.parse(PIECE_SEPARATOR);
+      separated = templates.flatMap((t, i) => (i === 0 ? [t] : [...separator, t]));
+    }
+    parsed.push([field, templates, engine, separated]);
   }
   const variables = [...found.keys()].sort();
   const compiled: CompiledTemplate = {
     variables,
-    async render(ctx) {
+    async render(ctx, parts) {
       const scope = scopeOf(ctx);
       zoneOfScope.set(scope, ctx.timeZone);
       const deadline = performance.now() + RENDER_BUDGET_MS;
       const out: Record<string, string> = {};
-      for (const [field, templates, engine] of parsed) {
+      for (const [field, templates, engine, separated] of parsed) {
         const left = Math.floor(deadline - performance.now());
         if (left <= 0) throw new TemplateError(`${field}: template render limit exceeded`, { field, kind: 'limit' });
-        let text: string;
+        let text: string | undefined;
         try {
           // Synchronous: no filter is asynchronous, the time limit still applies, and the
           // promise machinery of async rendering was a sixth of the send workers' CPU.
-          text = String(engine.renderSync(templates, scope, { renderLimit: left }));
+          if (parts && separated) {
+            const pieces = String(engine.renderSync(separated, scope, { renderLimit: left })).split(PIECE_SEPARATOR);
+            // A value holding the separator itself: rendered again the ordinary way, without pieces.
+            if (pieces.length === templates.length) {
+              parts[field] = pieces;
+              text = pieces.join('');
+            }
+          }
+          text ??= String(engine.renderSync(templates, scope, { renderLimit: Math.max(1, Math.floor(deadline - performance.now())) }));
         } catch (e) {
           throw toTemplateError(field, e);
         }
@@ -179,6 +232,7 @@ export function compileFields(fields: Record<string, string>): CompiledTemplate 
     },
   };
   segmentsOf.set(compiled, [...found.values()]);
+  layoutsOf.set(compiled, layouts);
   return compiled;
 }
 
