@@ -63,7 +63,10 @@ t.test('the tour', { skip: hasJq ? false : 'jq is not installed' }, async (t) =>
   t.same(JSON.parse(lines[10]!), [{ pointer: '/colour', detail: 'is not a known field' }, { pointer: '/email', detail: 'must match format "email"' }]);
   t.same(JSON.parse(lines[11]!), { subject: 'Welcome friend', missing: ['customer.first_name'] });
   t.equal(lines[12], 'sent');
-  t.match(JSON.parse(lines[13]!), { customer: { email: 'ada@example.com', custom: { tier: 'gold' }, events: [{ type: 'order.placed', properties: { total: 99.5 } }] } });
-  t.same(JSON.parse(lines[14]!), { status: 'ready', checks: { database: 'ok', queue: 'ok' } });
-  t.ok(Number(lines[15]) > 10, 'metrics are served');
+  t.same(JSON.parse(lines[13]!), { count: 1, first: { email: 'ada@example.com', 'custom.tier': 'gold' } });
+  t.same(JSON.parse(lines[14]!), { status: 'completed', byStatus: { sent: 1 }, run: { matched: 1, queued: 1 } });
+  t.same(lines.slice(15, 17), ['email,status', 'ada@example.com,sent']);
+  t.match(JSON.parse(lines[17]!), { customer: { email: 'ada@example.com', custom: { tier: 'gold' }, events: [{ type: 'order.placed', properties: { total: 99.5 } }] } });
+  t.same(JSON.parse(lines[18]!), { status: 'ready', checks: { database: 'ok', queue: 'ok' } });
+  t.ok(Number(lines[19]) > 10, 'metrics are served');
 });
