@@ -18,6 +18,7 @@ import { eventRoutes } from './modules/events/events.routes.ts';
 import { importRoutes } from './modules/imports/imports.routes.ts';
 import { channelRoutes } from './modules/channels/channels.routes.ts';
 import { actionRoutes } from './modules/actions/actions.routes.ts';
+import { flowRoutes } from './modules/flows/flows.routes.ts';
 import { segmentRoutes } from './modules/segments/segments.routes.ts';
 import { templateRoutes } from './modules/templates/templates.routes.ts';
 import { messageRoutes } from './modules/messages/messages.routes.ts';
@@ -84,6 +85,7 @@ export async function buildApp({ deps, rootToken, queueReady, logger = true }: B
       await importRoutes(scope as unknown as App, deps);
       await segmentRoutes(scope as unknown as App, deps);
       await actionRoutes(scope as unknown as App, deps);
+      await flowRoutes(scope as unknown as App, deps);
       await templateRoutes(scope as unknown as App, deps);
       await channelRoutes(scope as unknown as App, deps);
       await messageRoutes(scope as unknown as App, deps);

@@ -214,3 +214,10 @@ export function compileFilter(filter: Filter, input: { workspaceId: string; now:
   const where = b.filter(filter);
   return { where, params: b.params };
 }
+
+/** Compiles property conditions of an event (a flow trigger's or wait's `where`) to a predicate over `events e`. */
+export function compileProperties(where: PropertyCondition[], input: { workspaceId: string; now: Date; timeZone: string }): Compiled {
+  const b = new Builder(input.workspaceId, input.now, input.timeZone, { mode: 'subset', segments: new Map() });
+  const parts = where.map((w) => `coalesce(${b.property(w)}, false)`);
+  return { where: parts.length ? parts.join(' and ') : 'true', params: b.params };
+}

@@ -18,9 +18,11 @@ import { AudienceDuration, AudienceFilter } from '../audience/filter.ts';
 import { AudiencePreview, Segment } from '../modules/segments/segments.schemas.ts';
 import { Action, ActionRun } from '../modules/actions/actions.schemas.ts';
 import { ActionReport, TrackingPage } from '../modules/actions/actions.report.schemas.ts';
+import { FlowGraph } from '../modules/flows/flows.graph.ts';
+import { DryRunReport, Flow, FlowStats, FlowVersion } from '../modules/flows/flows.schemas.ts';
 
 /** Every schema that routes refer to by name. */
-export const componentSchemas: TSchema[] = [Problem, ApiKey, CreatedApiKey, Workspace, Customer, CustomerDetail, Consent, PushSubscription, IngestResult, Event, Import, Template, TemplatePreview, ChannelConfig, Message, ActionTemplate, TimelineEntry, TestSendResult, WebhookReceipt, AudienceDuration, AudienceFilter, Segment, AudiencePreview, Action, ActionRun, ActionReport, TrackingPage];
+export const componentSchemas: TSchema[] = [Problem, ApiKey, CreatedApiKey, Workspace, Customer, CustomerDetail, Consent, PushSubscription, IngestResult, Event, Import, Template, TemplatePreview, ChannelConfig, Message, ActionTemplate, TimelineEntry, TestSendResult, WebhookReceipt, AudienceDuration, AudienceFilter, Segment, AudiencePreview, Action, ActionRun, ActionReport, TrackingPage, FlowGraph, Flow, FlowVersion, FlowStats, DryRunReport];
 
 export const API_VERSION = '0.1.0';
 
@@ -30,6 +32,7 @@ const TAGS = [
   { name: 'events', description: 'What customers did' },
   { name: 'segments', description: 'Saved audiences: filter trees over customer fields, consents, events and action templates, executed on demand' },
   { name: 'actions', description: 'Triggered, recurring and single-send actions: audience, template, channel config, schedule; runs, reports and tracking' },
+  { name: 'flows', description: 'Journeys: a graph of triggers, conditions, steps, splitters, waits, A/B tests and limitations; drafts, versions, launch, stats, dry run' },
   { name: 'templates', description: 'Message templates per channel, with Liquid merge tags and immutable versions' },
   { name: 'channel configs', description: 'Provider accounts per channel; secrets are encrypted at rest and never returned' },
   { name: 'messages', description: 'Messages as sent, their action templates, and the customers who got them' },

@@ -8,6 +8,7 @@ import { runMigrations } from '../db/migrate.ts';
 import { systemClock, type Clock, type Deps } from '../deps.ts';
 import { jobs } from '../jobs/index.ts';
 import { triggeredActionsHook } from '../modules/actions/actions.runs.ts';
+import { flowEventsHook } from '../engine/entries.ts';
 import { createBoss, registerJobs } from '../jobs/queue.ts';
 import { EventHooks } from '../modules/events/events.hooks.ts';
 import { EventWriter } from '../modules/events/events.writer.ts';
@@ -52,6 +53,7 @@ export async function startRuntime(config: Config, options: RuntimeOptions = {})
     const eventWriter = new EventWriter(database.sql, clock, eventHooks);
     const deps: Deps = { database, db: database.db, boss, clock, config: { ...config, secret: secrets.secret }, eventHooks, eventWriter, providers: defaultProviders() };
     eventHooks.add(triggeredActionsHook(deps));
+    eventHooks.add(flowEventsHook(deps));
     await boss.start();
     queueReady = true;
     await registerJobs(boss, deps, config.role, jobs);

@@ -52,3 +52,29 @@ export function nextLocalTime(at: Date, zone: string, hhmm: string): Date {
   }
   return candidate;
 }
+
+const weekdays = new Map<string, Intl.DateTimeFormat>();
+const DAY_NAMES: Record<string, string> = { Mon: 'mon', Tue: 'tue', Wed: 'wed', Thu: 'thu', Fri: 'fri', Sat: 'sat', Sun: 'sun' };
+
+/** The local weekday at `at` in `zone`: mon, tue... */
+export function localWeekday(at: Date, zone: string): string {
+  let f = weekdays.get(zone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', { timeZone: zone, weekday: 'short' });
+    weekdays.set(zone, f);
+  }
+  return DAY_NAMES[f.format(at)]!;
+}
+
+/**
+ * The first instant at or after `at` when the local time is within [from, to) on one of `days`,
+ * in `zone` (a timed delay: leave only then). Daylight-saving safe through nextLocalTime.
+ */
+export function nextInWindow(at: Date, zone: string, days: string[], from: string, to: string): Date {
+  const now = localMinutes(at, zone);
+  const end = to === '24:00' ? 1440 : parseClock(to);
+  if (days.includes(localWeekday(at, zone)) && now >= parseClock(from) && now < end) return at;
+  let candidate = nextLocalTime(at, zone, from);
+  for (let i = 0; i < 8 && !days.includes(localWeekday(candidate, zone)); i++) candidate = nextLocalTime(candidate, zone, from);
+  return candidate;
+}

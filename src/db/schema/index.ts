@@ -5,3 +5,4 @@ export * from './imports.ts';
 export * from './messaging.ts';
 export * from './audiences.ts';
 export * from './actions.ts';
+export * from './flows.ts';

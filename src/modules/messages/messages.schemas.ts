@@ -58,17 +58,17 @@ export const ActionTemplateCustomer = Type.Object(
 
 export const TimelineEntry = Type.Object(
   {
-    kind: Type.Enum(['event', 'message', 'action']),
+    kind: Type.Enum(['event', 'message', 'action', 'flow']),
     id: Uuid,
     at: Timestamp,
     data: Type.Record(Type.String(), Type.Unknown(), {
-      description: 'event: {type, properties}; message: {channel, status, reason, source, templateId}; action: {kind, messageId, sourceType, sourceId, touchpoint}',
+      description: 'event: {type, properties}; message: {channel, status, reason, source, templateId}; action: {kind, messageId, sourceType, sourceId, touchpoint}; flow: {flowId, version, entryId, nodeId, nodeType, branch, reason} (a decision of the flow engine)',
     }),
   },
   { $id: 'TimelineEntry', additionalProperties: false },
 );
 export type TimelineEntry = Static<typeof TimelineEntry>;
-export const TimelineQuery = Type.Object({ ...PageQuery, kinds: Type.Optional(Type.String({ pattern: '^(event|message|action)(,(event|message|action))*$', description: 'Comma-separated kinds to include' })) }, { additionalProperties: false });
+export const TimelineQuery = Type.Object({ ...PageQuery, kinds: Type.Optional(Type.String({ pattern: '^(event|message|action|flow)(,(event|message|action|flow))*$', description: 'Comma-separated kinds to include' })) }, { additionalProperties: false });
 export type TimelineQuery = Static<typeof TimelineQuery>;
 
 export const TestSendBody = Type.Object(

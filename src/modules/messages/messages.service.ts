@@ -63,7 +63,7 @@ export async function customerTimeline(deps: D, workspaceId: string, customerId:
   if (!exists) throw notFound('Customer');
   const limit = q.limit ?? 50;
   const after = decodeCursor(q.cursor, ['string', 'string']);
-  const kinds = new Set((q.kinds ?? 'event,message,action').split(','));
+  const kinds = new Set((q.kinds ?? 'event,message,action,flow').split(','));
   const before = after ? sql`and (at, id) < (${new Date(after[0] as string)}, ${after[1] as string}::uuid)` : sql``;
   const branches = [
     kinds.has('event') && sql`select 'event' as kind, id, occurred_at as at, jsonb_build_object('type', type, 'properties', properties) as data
@@ -74,6 +74,8 @@ export async function customerTimeline(deps: D, workspaceId: string, customerId:
     kinds.has('action') && sql`select 'action', ca.id, ca.occurred_at, jsonb_build_object('kind', at.kind, 'messageId', ca.message_id, 'sourceType', at.source_type, 'sourceId', at.source_id, 'touchpoint', ca.touchpoint)
       from customer_actions ca join action_templates at on at.workspace_id = ca.workspace_id and at.id = ca.action_template_id
       where ca.workspace_id = ${workspaceId} and ca.customer_id = ${customerId}`,
+    kinds.has('flow') && sql`select 'flow', id, at, jsonb_build_object('flowId', flow_id, 'version', version, 'entryId', entry_id, 'nodeId', node_id, 'nodeType', node_type, 'branch', branch, 'reason', reason)
+      from flow_decisions where workspace_id = ${workspaceId} and customer_id = ${customerId}`,
   ].filter((b) => b !== false);
   const union = branches.reduce((acc, b) => sql`${acc} union all ${b}`);
   const rows = await sql<{ kind: TimelineEntry['kind']; id: string; at: Date; data: Record<string, unknown> }[]>`

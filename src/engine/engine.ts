@@ -1,0 +1,230 @@
+// The flow engine: set-based, as ARCHITECTURE.md describes. A tick claims due entries (state
+// active, wake_at passed) with FOR UPDATE SKIP LOCKED, advances them node by node, a whole group
+// per node type at a time, until each waits or leaves, and writes the result in the same
+// transaction: entries, decisions, messages (the outbox), step effects. A worker that dies
+// mid-tick rolls back, and its entries are claimed again: no step runs twice, no one is lost.
+import type { PgBoss } from 'pg-boss';
+import type { TransactionSql } from 'postgres';
+import type { Deps } from '../deps.ts';
+import { newId } from '../ids.ts';
+import type { FlowGraph, FlowNode } from '../modules/flows/flows.graph.ts';
+import type { FlowSettings } from '../modules/flows/flows.schemas.ts';
+import { handlers } from './nodes.ts';
+
+export interface Entry {
+  workspaceId: string;
+  id: string;
+  flowId: string;
+  customerId: string;
+  version: number;
+  nodeId: string;
+  context: Record<string, unknown>;
+  enteredAt: Date;
+  state: 'active' | 'done';
+  wakeAt: Date;
+  waitingFor: string | null;
+  exitReason: string | null;
+  hops: number;
+}
+
+export interface Decision {
+  entry: Entry;
+  nodeId: string;
+  nodeType: string;
+  branch: string | null;
+  reason: Record<string, unknown>;
+}
+
+export type Outcome =
+  | { go: string; reason?: Record<string, unknown> }
+  | { wait: Date; waitingFor?: string | null; reason?: Record<string, unknown> }
+  | { exit: string; reason?: Record<string, unknown> };
+
+export interface LoadedGraph {
+  version: number;
+  graph: FlowGraph;
+  settings: FlowSettings;
+  byId: Map<string, FlowNode>;
+  next: Map<string, string>;
+}
+
+/** What one tick (or one dry run) works with. */
+export interface Run {
+  tx: TransactionSql;
+  deps: Pick<Deps, 'boss' | 'clock'> & { boss: PgBoss };
+  now: Date;
+  dry: boolean;
+  flow: LoadedGraph;
+  timeZone: string;
+  sent: { nodeId: string; channel: string; count: number; cost: number }[];
+}
+
+/** Entries that pass through more nodes than this in one tick are parked for a minute (a guard; cycles need a wait). */
+const HOP_LIMIT = 500;
+export const DEFAULT_BATCH = 5000;
+
+// Versions never change once saved: their parsed graphs are cached for good (bounded).
+const graphs = new Map<string, LoadedGraph>();
+
+export async function loadGraph(tx: TransactionSql, workspaceId: string, flowId: string, version: number): Promise<LoadedGraph | undefined> {
+  const key = `${workspaceId}/${flowId}/${version}`;
+  let g = graphs.get(key);
+  if (!g) {
+    const [row] = await tx<{ graph: FlowGraph; settings: FlowSettings }[]>`select graph, settings from flow_versions where workspace_id = ${workspaceId} and flow_id = ${flowId} and version = ${version}`;
+    if (!row) return undefined;
+    g = {
+      version, graph: row.graph, settings: row.settings,
+      byId: new Map(row.graph.nodes.map((n) => [n.id, n])),
+      next: new Map(row.graph.edges.map((e) => [`${e.from}\u0000${e.branch ?? ''}`, e.to])),
+    };
+    if (graphs.size > 1000) graphs.delete(graphs.keys().next().value!);
+    graphs.set(key, g);
+  }
+  return g;
+}
+
+async function workspaceZones(tx: TransactionSql, ids: string[]): Promise<Map<string, string>> {
+  const rows = await tx<{ id: string; time_zone: string }[]>`select id, time_zone from workspaces where id = any(${ids}::uuid[])`;
+  return new Map(rows.map((r) => [r.id, r.time_zone]));
+}
+
+/**
+ * Moves entries through their flows until each waits or leaves; returns the decisions. Effects
+ * (messages, fields, points...) are written by the node handlers in `tx`; the caller writes the
+ * entries and decisions (or, for a dry run, rolls everything back).
+ */
+export async function advance(tx: TransactionSql, deps: Run['deps'], entries: Entry[], options: { now: Date; dry?: boolean; sent?: Run['sent'] }): Promise<Decision[]> {
+  const decisions: Decision[] = [];
+  const zones = await workspaceZones(tx, [...new Set(entries.map((e) => e.workspaceId))]);
+  const sent = options.sent ?? [];
+  let pending = entries;
+  while (pending.length) {
+    const groups = new Map<string, Entry[]>();
+    for (const e of pending) {
+      const key = `${e.workspaceId}/${e.flowId}/${e.version}/${e.nodeId}`;
+      const group = groups.get(key);
+      if (group) group.push(e);
+      else groups.set(key, [e]);
+    }
+    const moving: Entry[] = [];
+    for (const group of groups.values()) {
+      const first = group[0]!;
+      const flow = await loadGraph(tx, first.workspaceId, first.flowId, first.version);
+      const node = flow?.byId.get(first.nodeId);
+      if (!flow || !node) {
+        for (const e of group) leave(e, 'node_removed', options.now);
+        continue;
+      }
+      const run: Run = { tx, deps, now: options.now, dry: options.dry ?? false, flow, timeZone: zones.get(first.workspaceId) ?? 'UTC', sent };
+      const handler = handlers[node.type] as (run: Run, node: FlowNode, entries: Entry[]) => Promise<Outcome[]>;
+      const outcomes = await handler(run, node, group);
+      group.forEach((e, i) => {
+        const o = outcomes[i]!;
+        if ('wait' in o) {
+          if (o.reason) decisions.push({ entry: e, nodeId: node.id, nodeType: node.type, branch: null, reason: o.reason });
+          e.wakeAt = o.wait;
+          e.waitingFor = o.waitingFor ?? null;
+          if (o.wait <= options.now && ++e.hops <= HOP_LIMIT) moving.push(e);
+          return;
+        }
+        if ('exit' in o) {
+          decisions.push({ entry: e, nodeId: node.id, nodeType: node.type, branch: null, reason: { exit: o.exit, ...o.reason } });
+          leave(e, o.exit, options.now);
+          return;
+        }
+        decisions.push({ entry: e, nodeId: node.id, nodeType: node.type, branch: o.go, reason: o.reason ?? {} });
+        const to = flow.next.get(`${node.id}\u0000${o.go}`);
+        const target = to ? flow.byId.get(to) : undefined;
+        if (!target) return leave(e, 'end', options.now);
+        e.nodeId = target.id;
+        e.waitingFor = null;
+        if (target.type === 'exit') {
+          decisions.push({ entry: e, nodeId: target.id, nodeType: 'exit', branch: null, reason: { exit: 'completed' } });
+          return leave(e, 'completed', options.now);
+        }
+        e.wakeAt = options.now;
+        if (++e.hops > HOP_LIMIT) e.wakeAt = new Date(options.now.getTime() + 60_000);
+        else moving.push(e);
+      });
+    }
+    pending = moving;
+  }
+  return decisions;
+}
+
+function leave(e: Entry, reason: string, now: Date): void {
+  e.state = 'done';
+  e.exitReason = reason;
+  e.waitingFor = null;
+  e.wakeAt = now;
+}
+
+interface ClaimedRow {
+  workspace_id: string;
+  id: string;
+  flow_id: string;
+  customer_id: string;
+  version: number;
+  node_id: string;
+  context: Record<string, unknown>;
+  entered_at: Date;
+  wake_at: Date;
+}
+
+/** One tick: claims up to `batch` due entries, advances them, writes everything in one transaction. Returns how many it claimed. */
+export async function tick(deps: Pick<Deps, 'database' | 'boss' | 'clock'>, batch = DEFAULT_BATCH): Promise<number> {
+  const now = deps.clock.now();
+  return deps.database.sql.begin(async (tx) => {
+    const rows = await tx<ClaimedRow[]>`
+      select workspace_id, id, flow_id, customer_id, version, node_id, context, entered_at, wake_at from flow_entries
+      where state = 'active' and wake_at <= ${now} order by wake_at limit ${batch} for update skip locked`;
+    if (!rows.length) return 0;
+    const entries: Entry[] = rows.map((r) => ({
+      workspaceId: r.workspace_id, id: r.id, flowId: r.flow_id, customerId: r.customer_id, version: r.version, nodeId: r.node_id,
+      context: r.context, enteredAt: r.entered_at, state: 'active', wakeAt: r.wake_at, waitingFor: null, exitReason: null, hops: 0,
+    }));
+    const decisions = await advance(tx, deps, entries, { now });
+    await writeEntries(tx, entries, now);
+    await writeDecisions(tx, decisions, now);
+    return rows.length;
+  });
+}
+
+/** Runs ticks until nothing is due (tests, and the worker's drain). */
+export async function drainFlows(deps: Pick<Deps, 'database' | 'boss' | 'clock'>, batch = DEFAULT_BATCH): Promise<number> {
+  let total = 0;
+  for (let n = await tick(deps, batch); n > 0; n = await tick(deps, batch)) total += n;
+  return total;
+}
+
+async function writeEntries(tx: TransactionSql, entries: Entry[], now: Date): Promise<void> {
+  const rows = entries.map((e) => ({
+    workspace_id: e.workspaceId, id: e.id, node_id: e.nodeId, state: e.state, wake_at: e.wakeAt.toISOString(), waiting_for: e.waitingFor,
+    context: e.context, exit_reason: e.exitReason,
+  }));
+  await tx`
+    update flow_entries f set node_id = r.node_id, state = r.state, wake_at = r.wake_at, waiting_for = r.waiting_for, context = r.context,
+      exit_reason = r.exit_reason, exited_at = case when r.state = 'done' then ${now}::timestamptz end, updated_at = ${now}
+    from json_to_recordset(${JSON.stringify(rows)}::json) as r(workspace_id uuid, id uuid, node_id text, state text, wake_at timestamptz, waiting_for text, context jsonb, exit_reason text)
+    where f.workspace_id = r.workspace_id and f.id = r.id`;
+  const done = entries.filter((e) => e.state === 'done');
+  if (done.length) {
+    await tx`
+      update flow_customers fc set active_entry_id = null
+      from json_to_recordset(${JSON.stringify(done.map((e) => ({ w: e.workspaceId, f: e.flowId, c: e.customerId, e: e.id })))}::json) as r(w uuid, f uuid, c uuid, e uuid)
+      where fc.workspace_id = r.w and fc.flow_id = r.f and fc.customer_id = r.c and fc.active_entry_id = r.e`;
+  }
+}
+
+async function writeDecisions(tx: TransactionSql, decisions: Decision[], now: Date): Promise<void> {
+  for (let i = 0; i < decisions.length; i += 10000) {
+    const rows = decisions.slice(i, i + 10000).map((d) => ({
+      workspace_id: d.entry.workspaceId, id: newId(), flow_id: d.entry.flowId, version: d.entry.version, entry_id: d.entry.id, customer_id: d.entry.customerId,
+      node_id: d.nodeId, node_type: d.nodeType, branch: d.branch, reason: d.reason,
+    }));
+    await tx`
+      insert into flow_decisions (workspace_id, id, flow_id, version, entry_id, customer_id, node_id, node_type, branch, reason, at)
+      select r.workspace_id, r.id, r.flow_id, r.version, r.entry_id, r.customer_id, r.node_id, r.node_type, r.branch, r.reason, ${now}
+      from json_to_recordset(${JSON.stringify(rows)}::json) as r(workspace_id uuid, id uuid, flow_id uuid, version int, entry_id uuid, customer_id uuid, node_id text, node_type text, branch text, reason jsonb)`;
+  }
+}
