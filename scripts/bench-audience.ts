@@ -17,8 +17,8 @@
 // Database: a fresh herald_bench_<random> on DATABASE_URL or TEST_DATABASE_URL (or an embedded
 // PostgreSQL), dropped at the end. BENCH_KEEP_DATA=1 keeps the data instead, in a database named
 // after the scale (herald_bench_audience_c<customers>_e<events>_a<actions>_t<tick customers>), and reuses it when a
-// later run finds it complete: generating the full scale takes minutes. What a tick of an earlier
-// run left there (its action, messages, templates) is removed first.
+// later run finds it complete: generating the full scale takes minutes. The actions of an earlier
+// run's tick are deleted first, and their messages still queued set aside.
 // Settings (environment): BENCH_CUSTOMERS (1000000), BENCH_EVENTS (10000000), BENCH_ACTIONS
 // (5000000), BENCH_TICK_CUSTOMERS (10000), BENCH_RUNS (5), BENCH_TICK_TIMEOUT (120 s),
 // BENCH_KEEP_DATA=1, BENCH_KEEP_DATABASE=1 (keep the random database), BENCH_EXPLAIN=1 (print
@@ -144,14 +144,20 @@ async function main(): Promise<number> {
   let data = existed ? await readAudienceData(sql).catch(() => undefined) : undefined;
   const reusable = data && data.version === DATA_VERSION && (Object.keys(SCALE) as (keyof AudienceScale)[]).every((k) => data!.scale[k] === SCALE[k]);
   let reused = false;
+  let why = 'is incomplete or of another version';
   if (data && reusable) {
-    reused = true;
-    await runMigrations(benchUrl); // migrations that landed since
+    // The migrations that landed since; a database that cannot take them (a migration rewritten) is made again.
+    reused = await runMigrations(benchUrl).then(
+      () => true,
+      (error: unknown) => ((why = `does not take the current migrations (${error instanceof Error ? error.message.split('\n')[0] : String(error)})`), false),
+    );
+  }
+  if (data && reused) {
     await removeEarlierTicks(sql, data);
     say(`data: reusing ${dbName}, generated ${data.generatedAt} in ${data.seconds.total} s (${describeRows(data)})`);
   } else {
     if (existed) {
-      say(`data: ${dbName} is incomplete or of another version: regenerating it`);
+      say(`data: ${dbName} ${why}: regenerating it`);
       await resetDatabase(sql);
     }
     await runMigrations(benchUrl);
@@ -240,13 +246,17 @@ async function main(): Promise<number> {
 
   let previewNote = '';
   for (const result of results) {
+    // Herald counts as of its own clock, not the data's: the compiler's count just before and just after brackets its answer.
+    const before = await countAudience(sql, { workspaceId: data.workspaceId, filter: result.filter, now: new Date() });
     const first = await call('POST', '/v1/segments/preview', { filter: result.filter, limit: 0 });
+    const after = await countAudience(sql, { workspaceId: data.workspaceId, filter: result.filter, now: new Date() });
     if (first.status === 404) {
       previewNote = 'POST /v1/segments/preview is not available yet';
       break;
     }
-    if (first.status !== 200 || first.json.count !== result.count) {
-      failures.push({ what: `preview "${result.name}"`, detail: `answered ${first.status} with count ${String(first.json.count)} (expected ${result.count}): ${first.text.slice(0, 300)}` });
+    const count = Number(first.json.count);
+    if (first.status !== 200 || !(count >= Math.min(before, after) && count <= Math.max(before, after))) {
+      failures.push({ what: `preview "${result.name}"`, detail: `answered ${first.status} with count ${String(first.json.count)} (the compiler in this process: ${before} before, ${after} after): ${first.text.slice(0, 300)}` });
       continue;
     }
     const times: number[] = [];
@@ -277,10 +287,13 @@ async function main(): Promise<number> {
   say('');
   if (tick.available) {
     say(table([
-      ['triggered action tick', 'matched', 'queued', 'duration', 'ceiling', 'verdict'],
-      [`custom.tier = "new" (${int(SCALE.tickCustomers)} new customers)`, int(tick.matched ?? Number.NaN), int(tick.queued ?? Number.NaN), ms(tick.durationMs ?? Number.NaN), ms(TARGET_TICK_MS), tick.met ? 'ok' : 'MISSED'],
+      ['triggered action tick (its first run, at launch)', 'matched', 'queued', 'finishedAt - startedAt', 'target', 'verdict'],
+      [`custom.tier = "new" (${int(SCALE.tickCustomers)} new customers)`, int(tick.matched ?? Number.NaN), int(tick.queued ?? Number.NaN), ms(tick.durationMs ?? Number.NaN), `< ${int(TARGET_TICK_MS)} ms`, tick.met ? 'ok' : 'MISSED'],
     ]));
-    say(`  from the launch request to the run seen finished: ${ms(tick.wallMs ?? Number.NaN)}; messages in the outbox for the action: ${int(tick.messages ?? Number.NaN)}`);
+    say(
+      `  Herald's own durationMs ${ms(tick.serverDurationMs ?? Number.NaN)}; from the launch request to the run seen finished (job pickup and polling included): ${ms(tick.wallMs ?? Number.NaN)}; ` +
+        `messages in the outbox for the action: ${int(tick.messages ?? Number.NaN)}`,
+    );
   } else {
     say(`triggered action tick: ${tick.reason}`);
   }
@@ -328,6 +341,8 @@ interface TickResult {
   matched?: number | null;
   queued?: number | null;
   durationMs?: number;
+  /** The run's own duration_ms (performance.now() around its transaction). */
+  serverDurationMs?: number | null;
   wallMs?: number;
   messages?: number;
   targetMs: number;
@@ -386,7 +401,8 @@ async function measureTick(call: Call, data: AudienceData, sql: postgres.Sql): P
   const expected = Math.min(SCALE.tickCustomers, Math.floor(SCALE.customers / 2));
   if (queued !== expected) failures.push({ what: 'tick', detail: `the run queued ${String(queued)} messages for ${expected} new customers (matched ${String(matched)})` });
   if (messages !== expected) failures.push({ what: 'tick', detail: `${messages} messages in the outbox for ${expected} new customers` });
-  return { available: true, actionId, matched, queued, durationMs, wallMs: round3(wallMs), messages, targetMs: TARGET_TICK_MS, met: durationMs < TARGET_TICK_MS, ...(run ? { run } : {}) };
+  const serverDurationMs = typeof run?.durationMs === 'number' ? run.durationMs : null;
+  return { available: true, actionId, matched, queued, durationMs, serverDurationMs, wallMs: round3(wallMs), messages, targetMs: TARGET_TICK_MS, met: durationMs < TARGET_TICK_MS, ...(run ? { run } : {}) };
 }
 
 // ---- helpers -------------------------------------------------------------------------------------
@@ -406,15 +422,19 @@ async function captureSql(sql: postgres.Sql, fn: () => Promise<unknown>): Promis
   return captured;
 }
 
-/** A cached database's leftovers of an earlier run's tick: its action, messages, templates, channel config and keys. */
+/**
+ * A cached database's leftovers of an earlier run's tick: its actions deleted (they run no more) and
+ * whatever of their messages was still queued set aside (no send worker picks it up during this run).
+ * Their sent messages stay: deleting messages is slow here (nothing indexes customer_actions by
+ * message alone, so each cascaded delete scans the table), and they are on no segment's path.
+ */
 async function removeEarlierTicks(sql: postgres.Sql, data: AudienceData): Promise<void> {
   const ws = data.workspaceId;
-  await sql`delete from messages where workspace_id = ${ws} and not (source_type = 'action' and source_id = any(${data.sourceIds}::text[]))`;
-  await sql`delete from action_templates where workspace_id = ${ws} and not (source_type = 'action' and source_id = any(${data.sourceIds}::text[]))`;
-  for (const table of ['action_runs', 'actions', 'segments', 'templates', 'channel_configs', 'api_keys']) {
-    const [exists] = await sql<{ t: string | null }[]>`select to_regclass(${table}) as t`;
-    if (exists?.t) await sql.unsafe(`delete from ${table} where workspace_id = $1`, [ws]);
-  }
+  const [exists] = await sql<{ t: string | null }[]>`select to_regclass('actions') as t`;
+  if (exists?.t) await sql`update actions set status = 'paused', deleted_at = coalesce(deleted_at, now()), next_run_at = null where workspace_id = ${ws}`;
+  await sql`
+    update messages set status = 'not_sent', reason = 'bench: set aside by a later run', updated_at = now()
+    where workspace_id = ${ws} and status = 'queued' and not (source_type = 'action' and source_id = any(${data.sourceIds}::text[]))`;
 }
 
 /** Empties a database for a fresh generation: every schema of its own dropped, public made again. */
