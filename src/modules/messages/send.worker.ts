@@ -19,7 +19,7 @@ import type { WorkspaceSettings } from '../workspaces/workspaces.schemas.ts';
 export const MAX_ATTEMPTS = 5;
 /** A message claimed longer ago than this by a worker that vanished has an unknown outcome. */
 export const SENDING_LEASE_MS = 5 * 60_000;
-const CONCURRENCY = 16;
+const CONCURRENCY = 32;
 
 export interface ClaimedMessage {
   workspace_id: string;
