@@ -6,6 +6,7 @@ CREATE TABLE "flow_customers" (
 	"active_entry_id" uuid,
 	"last_entered_at" timestamp with time zone,
 	"last_launch_at" timestamp with time zone,
+	"once_done" boolean DEFAULT false NOT NULL,
 	CONSTRAINT "flow_customers_workspace_id_flow_id_customer_id_pk" PRIMARY KEY("workspace_id","flow_id","customer_id")
 );
 --> statement-breakpoint
@@ -35,7 +36,6 @@ CREATE TABLE "flow_entries" (
 	"wake_at" timestamp with time zone NOT NULL,
 	"waiting_for" text,
 	"context" jsonb DEFAULT '{}'::jsonb NOT NULL,
-	"hops" integer DEFAULT 0 NOT NULL,
 	"entered_at" timestamp with time zone NOT NULL,
 	"updated_at" timestamp with time zone NOT NULL,
 	"exited_at" timestamp with time zone,
@@ -48,7 +48,7 @@ CREATE TABLE "flow_limits" (
 	"flow_id" uuid NOT NULL,
 	"node_id" text NOT NULL,
 	"period" text NOT NULL,
-	"used" bigint DEFAULT 0 NOT NULL,
+	"used" double precision DEFAULT 0 NOT NULL,
 	CONSTRAINT "flow_limits_workspace_id_flow_id_node_id_period_pk" PRIMARY KEY("workspace_id","flow_id","node_id","period")
 );
 --> statement-breakpoint

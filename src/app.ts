@@ -19,6 +19,7 @@ import { importRoutes } from './modules/imports/imports.routes.ts';
 import { channelRoutes } from './modules/channels/channels.routes.ts';
 import { actionRoutes } from './modules/actions/actions.routes.ts';
 import { flowRoutes } from './modules/flows/flows.routes.ts';
+import { promotionRoutes } from './modules/promotions/promotions.routes.ts';
 import { segmentRoutes } from './modules/segments/segments.routes.ts';
 import { templateRoutes } from './modules/templates/templates.routes.ts';
 import { messageRoutes } from './modules/messages/messages.routes.ts';
@@ -86,6 +87,7 @@ export async function buildApp({ deps, rootToken, queueReady, logger = true }: B
       await segmentRoutes(scope as unknown as App, deps);
       await actionRoutes(scope as unknown as App, deps);
       await flowRoutes(scope as unknown as App, deps);
+      await promotionRoutes(scope as unknown as App, deps);
       await templateRoutes(scope as unknown as App, deps);
       await channelRoutes(scope as unknown as App, deps);
       await messageRoutes(scope as unknown as App, deps);

@@ -41,10 +41,11 @@ export const handlers: { [K in FlowNode['type']]: Handler<NodeOf<K>> } = {
     const note = (e: Entry, key: string, value: unknown) => notes.set(e.id, { ...notes.get(e.id), [key]: value });
     for (const [i, step] of node.steps.entries()) await runStep(run, node, i, step, entries, note);
     // Running a group of steps is a "launch" of the flow for the customer (re-entry counts from it).
+    const once = (run.flow.settings.reentry?.mode ?? 'once') === 'once';
     await run.tx`
-      insert into flow_customers (workspace_id, flow_id, customer_id, last_launch_at)
-      select ${entries[0]!.workspaceId}::uuid, ${entries[0]!.flowId}::uuid, unnest(${ids(entries)}::uuid[]), ${run.now}::timestamptz
-      on conflict (workspace_id, flow_id, customer_id) do update set last_launch_at = excluded.last_launch_at`;
+      insert into flow_customers (workspace_id, flow_id, customer_id, last_launch_at, once_done)
+      select ${entries[0]!.workspaceId}::uuid, ${entries[0]!.flowId}::uuid, unnest(${ids(entries)}::uuid[]), ${run.now}::timestamptz, ${once}
+      on conflict (workspace_id, flow_id, customer_id) do update set last_launch_at = excluded.last_launch_at, once_done = flow_customers.once_done or excluded.once_done`;
     return entries.map((e) => ({ go: '', reason: { steps: node.steps.map((s) => s.type), ...notes.get(e.id) } }));
   },
 
@@ -139,20 +140,21 @@ async function admit(run: Run, entries: Entry[], out: (Outcome | undefined)[]): 
     await run.tx`
       insert into flow_customers (workspace_id, flow_id, customer_id) select ${workspaceId}::uuid, ${flowId}::uuid, unnest(${customers}::uuid[])
       on conflict do nothing`;
-    const rows = await run.tx<{ customer_id: string; active_entry_id: string | null; last_launch_at: Date | null }[]>`
-      select customer_id, active_entry_id, last_launch_at from flow_customers
+    const rows = await run.tx<{ customer_id: string; active_entry_id: string | null; last_launch_at: Date | null; once_done: boolean }[]>`
+      select customer_id, active_entry_id, last_launch_at, once_done from flow_customers
       where workspace_id = ${workspaceId} and flow_id = ${flowId} and customer_id = any(${customers}::uuid[]) order by customer_id for update`;
     const state = new Map(rows.map((r) => [r.customer_id, r]));
     const admitted: { c: string; e: string | null }[] = [];
     for (const e of [...open].sort((a, b) => a.enteredAt.getTime() - b.enteredAt.getTime())) {
       const s = state.get(e.customerId)!;
       const busy = s.active_entry_id !== null && s.active_entry_id !== e.id;
-      let ok = true;
+      // Launched while the rule was "once": that holds even after the flow is edited (the seed).
+      let ok = !s.once_done;
       if (mode === 'once') ok = !s.last_launch_at && !busy;
-      if (mode === 'period') ok = (!s.last_launch_at || s.last_launch_at.getTime() + period <= run.now.getTime()) && !busy;
+      if (mode === 'period') ok = ok && (!s.last_launch_at || s.last_launch_at.getTime() + period <= run.now.getTime()) && !busy;
       const i = entries.indexOf(e);
       if (!ok) {
-        out[i] = { exit: 'reentry_blocked', reason: { reentry: mode, lastLaunchAt: s.last_launch_at?.toISOString() ?? null, inFlight: busy } };
+        out[i] = { exit: 'reentry_blocked', reason: { reentry: s.once_done ? 'once' : mode, lastLaunchAt: s.last_launch_at?.toISOString() ?? null, inFlight: busy } };
         continue;
       }
       if (mode !== 'every_time') s.active_entry_id = e.id;

@@ -19,10 +19,11 @@ import { AudiencePreview, Segment } from '../modules/segments/segments.schemas.t
 import { Action, ActionRun } from '../modules/actions/actions.schemas.ts';
 import { ActionReport, TrackingPage } from '../modules/actions/actions.report.schemas.ts';
 import { FlowGraph } from '../modules/flows/flows.graph.ts';
+import { PoolCounts } from '../modules/promotions/promotions.routes.ts';
 import { DryRunReport, Flow, FlowStats, FlowVersion } from '../modules/flows/flows.schemas.ts';
 
 /** Every schema that routes refer to by name. */
-export const componentSchemas: TSchema[] = [Problem, ApiKey, CreatedApiKey, Workspace, Customer, CustomerDetail, Consent, PushSubscription, IngestResult, Event, Import, Template, TemplatePreview, ChannelConfig, Message, ActionTemplate, TimelineEntry, TestSendResult, WebhookReceipt, AudienceDuration, AudienceFilter, Segment, AudiencePreview, Action, ActionRun, ActionReport, TrackingPage, FlowGraph, Flow, FlowVersion, FlowStats, DryRunReport];
+export const componentSchemas: TSchema[] = [Problem, ApiKey, CreatedApiKey, Workspace, Customer, CustomerDetail, Consent, PushSubscription, IngestResult, Event, Import, Template, TemplatePreview, ChannelConfig, Message, ActionTemplate, TimelineEntry, TestSendResult, WebhookReceipt, AudienceDuration, AudienceFilter, Segment, AudiencePreview, Action, ActionRun, ActionReport, TrackingPage, FlowGraph, Flow, FlowVersion, FlowStats, DryRunReport, PoolCounts];
 
 export const API_VERSION = '0.1.0';
 

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { bigint, boolean, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { workspaces } from './workspaces.ts';
 
 /** A flow's identity and life cycle; its graphs live in flow_versions. */
@@ -85,6 +85,8 @@ export const flowCustomers = pgTable(
     lastEnteredAt: timestamp({ withTimezone: true }),
     /** The last successful execution of a group of steps: a "launch" of the flow for the customer. */
     lastLaunchAt: timestamp({ withTimezone: true }),
+    /** Launched while the flow allowed "once": never again, whatever the rule becomes (the seed). */
+    onceDone: boolean().notNull().default(false),
   },
   (t) => [primaryKey({ columns: [t.workspaceId, t.flowId, t.customerId] })],
 );
