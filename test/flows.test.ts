@@ -277,7 +277,7 @@ t.test('splitter, A/B test and limitation: deterministic per customer, caps shar
   t.ok(ab.control > 5 && ab.control < 45, `about 10% held back (${ab.control})`);
   t.same(node('cap').branches, { next: 30, overflow: right - 30 }, 'exactly 30 customers a day');
   t.same(node('budget').branches, { next: 4, overflow: 26 }, 'a budget of 1 at 0.25 each: 4');
-  const [{ used }] = await sql`select used from flow_limits where workspace_id = ${workspaceId} and node_id = 'budget'`;
+  const [{ used }] = (await sql`select used from flow_limits where workspace_id = ${workspaceId} and node_id = 'budget'`) as unknown as [{ used: number }];
   t.equal(used, 1);
 
   // The same customers again (every_time): the same branches, the cap of a new day.
