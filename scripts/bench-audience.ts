@@ -297,7 +297,7 @@ async function main(): Promise<number> {
   } else {
     say(`triggered action tick: ${tick.reason}`);
   }
-  say(`data: ${describeRows(data)}; ${reused ? `reused (generated in ${data.seconds.total} s)` : `generated in ${data.seconds.total} s`} (${Object.entries(data.seconds).filter(([k]) => k !== 'total').map(([k, v]) => `${k} ${v} s`).join(', ')})`);
+  say(`data: ${describeRows(data)}; ${reused ? `reused (generated in ${data.seconds.total} s)` : `generated in ${data.seconds.total} s`} (${stepsOf(data)})`);
   for (const r of results) {
     if (!r.plans || !(EXPLAIN || !r.withinRatio || !r.underSecond)) continue;
     say('');
@@ -448,6 +448,13 @@ async function resetDatabase(sql: postgres.Sql): Promise<void> {
 function describeRows(data: AudienceData): string {
   const r = data.rows;
   return `${int(r.customers ?? 0)} customers, ${int(r.events ?? 0)} events, ${int(r.messages ?? 0)} messages, ${int(r.customer_actions ?? 0)} action-template records, ${int(r.action_templates ?? 0)} action templates`;
+}
+
+/** The generation's steps in their order (the stored JSON keeps its keys in its own order). */
+function stepsOf(data: AudienceData): string {
+  const order = ['dropKeys', 'customers', 'events', 'actionTemplates', 'messages', 'customerActions', 'restoreKeys', 'vacuum'];
+  const rank = (k: string) => (order.includes(k) ? order.indexOf(k) : order.length);
+  return Object.entries(data.seconds).filter(([k]) => k !== 'total').sort(([a], [b]) => rank(a) - rank(b)).map(([k, v]) => `${k} ${v} s`).join(', ');
 }
 
 const indent = (text: string) => text.split('\n').map((l) => `    ${l}`).join('\n');
