@@ -62,6 +62,11 @@ export async function buildApp({ deps, rootToken, queueReady, logger = true }: B
     reply.header('x-request-id', request.id);
     return payload;
   });
+  // A refused WebSocket upgrade (no key, a bad key) must not leave its socket open: close it
+  // once the answer is out, or it would hold the server (and its shutdown) indefinitely.
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.headers.upgrade && reply.statusCode >= 400) request.raw.socket?.destroy();
+  });
 
   await app.register(problemPlugin);
   await app.register(openapiPlugin);
@@ -94,7 +99,7 @@ export async function buildApp({ deps, rootToken, queueReady, logger = true }: B
     });
     await app.register(async (scope) => trackingRoutes(scope as unknown as App, deps));
     await app.register(async (scope) => webhookRoutes(scope as unknown as App, deps));
-    await app.register(graphqlPlugin, { deps, graphiql: config.env !== 'production' });
+    await app.register(graphqlPlugin, { deps, introspection: config.graphqlIntrospection });
   }
   return app;
 }

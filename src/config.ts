@@ -19,6 +19,7 @@ const Env = Type.Object({
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
   HERALD_RATE_LIMIT: Type.Integer({ minimum: 1 }),
   HERALD_DB_POOL: Type.Integer({ minimum: 2, maximum: 200 }),
+  HERALD_GRAPHQL_INTROSPECTION: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])),
 });
 
 export interface Config {
@@ -35,6 +36,8 @@ export interface Config {
   /** Requests per minute per API key. */
   rateLimit: number;
   dbPoolSize: number;
+  /** GraphQL introspection (and GraphiQL): on outside production, off in production unless HERALD_GRAPHQL_INTROSPECTION=true. */
+  graphqlIntrospection: boolean;
 }
 
 export class ConfigError extends Error {
@@ -87,5 +90,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     rateLimit: e.HERALD_RATE_LIMIT,
     dbPoolSize: e.HERALD_DB_POOL,
+    graphqlIntrospection: e.HERALD_GRAPHQL_INTROSPECTION ? e.HERALD_GRAPHQL_INTROSPECTION === 'true' : e.NODE_ENV !== 'production',
   };
 }

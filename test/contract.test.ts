@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { generateOpenApi, renderOpenApi } from '../src/http/contract.ts';
+import { generateOpenApi, renderGraphqlSchema, renderOpenApi } from '../src/http/contract.ts';
 import { caller, startHerald } from './helpers/app.ts';
 
 const committed = readFileSync(new URL('../openapi/openapi.json', import.meta.url), 'utf8');
@@ -11,6 +11,10 @@ const generated = await generateOpenApi();
 
 t.test('openapi/openapi.json is current (run `npm run openapi` after changing a route)', async (t) => {
   t.equal(renderOpenApi(generated), committed);
+});
+
+t.test('openapi/schema.graphql is current (run `npm run openapi` after changing the GraphQL schema)', async (t) => {
+  t.equal(renderGraphqlSchema(), readFileSync(new URL('../openapi/schema.graphql', import.meta.url), 'utf8'));
 });
 
 t.test('the document is valid OpenAPI 3.1', async (t) => {

@@ -1,33 +1,62 @@
 // GraphQL at /graphql: the same keys as REST (checked by the auth hook before mercurius runs),
 // a depth limit, and errors that carry a code and never a stack or SQL.
 import type { FastifyInstance } from 'fastify';
-import { GraphQLError, GraphQLScalarType, Kind, type SourceLocation } from 'graphql';
-import mercurius from 'mercurius';
+import { GraphQLError, GraphQLScalarType, validate, valueFromASTUntyped, type SourceLocation } from 'graphql';
+import mercurius, { type IResolvers } from 'mercurius';
 import type { Deps } from '../deps.ts';
 import { HeraldError } from '../http/errors.ts';
+import { actionResolvers, actionSchema } from '../modules/actions/actions.graphql.ts';
 import { customerLoaders, customerResolvers, customerSchema, type GraphqlContext } from '../modules/customers/customers.graphql.ts';
+import { flowResolvers, flowSchema } from '../modules/flows/flows.graphql.ts';
+import { messageLoaders, messageResolvers, messageSchema } from '../modules/messages/messages.graphql.ts';
+import { segmentResolvers, segmentSchema } from '../modules/segments/segments.graphql.ts';
+import { MAX_DEPTH, validationRules } from './limits.ts';
+import { TimelineFeed } from './subscriptions.ts';
 
-export const MAX_QUERY_DEPTH = 8;
+export const MAX_QUERY_DEPTH = MAX_DEPTH;
 
 const CODES: Record<number, string> = { 400: 'BAD_USER_INPUT', 401: 'UNAUTHENTICATED', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 409: 'CONFLICT', 422: 'BAD_USER_INPUT' };
 
-const JSONScalar = new GraphQLScalarType({ name: 'JSON', serialize: (v) => v, parseValue: (v) => v, parseLiteral: (ast) => (ast.kind === Kind.STRING ? ast.value : null) });
+const JSONScalar = new GraphQLScalarType({ name: 'JSON', serialize: (v) => v, parseValue: (v) => v, parseLiteral: (ast, variables) => valueFromASTUntyped(ast, variables) });
 const DateTime = new GraphQLScalarType({ name: 'DateTime', serialize: (v) => (v instanceof Date ? v.toISOString() : v) });
 
-export const schema = customerSchema;
+/** The whole schema (also written to openapi/schema.graphql by `npm run openapi`). */
+export const schema = [customerSchema, messageSchema, flowSchema, actionSchema, segmentSchema].join('\n');
 
-export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; graphiql: boolean }) {
+function mergeResolvers(...all: IResolvers[]): IResolvers {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const r of all) for (const [type, fields] of Object.entries(r)) out[type] = { ...out[type], ...(fields as Record<string, unknown>) };
+  return out as IResolvers;
+}
+
+export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; introspection: boolean }) {
+  const feed = new TimelineFeed(opts.deps.database.sql);
+  const contextOf = (principal: { kind: string; workspaceId?: string } | null): GraphqlContext => ({
+    deps: opts.deps, workspaceId: principal?.kind === 'key' ? principal.workspaceId! : '',
+  });
+  const subscription: IResolvers = {
+    Subscription: {
+      timelineUpdated: {
+        subscribe: ((_root: unknown, args: { customerId: string }, ctx: Parameters<TimelineFeed['subscribe']>[0]) => feed.subscribe(ctx, args.customerId)) as never,
+        resolve: (payload: { timelineUpdated: unknown }) => payload.timelineUpdated,
+      },
+    },
+  };
   await app.register(mercurius, {
     schema,
-    resolvers: { ...customerResolvers, JSON: JSONScalar, DateTime } as never,
-    loaders: customerLoaders,
-    graphiql: opts.graphiql,
+    resolvers: mergeResolvers(customerResolvers, messageResolvers, flowResolvers, actionResolvers, segmentResolvers, subscription, { JSON: JSONScalar, DateTime } as never) as never,
+    loaders: { ...customerLoaders, ...messageLoaders },
+    graphiql: opts.introspection,
     queryDepth: MAX_QUERY_DEPTH,
     allowBatchedQueries: false,
-    context: (request): GraphqlContext => {
-      const p = request.principal;
-      return { deps: opts.deps, workspaceId: p?.kind === 'key' ? p.workspaceId : '' };
+    // Rules that read the variables (the cost of `first: $n`) cannot share mercurius's query cache.
+    validationRules: ({ variables }) => validationRules(variables, opts.introspection),
+    cache: false,
+    subscription: {
+      // The upgrade request went through the same auth hook as every /graphql request.
+      context: (_socket, request) => contextOf(request.principal),
     },
+    context: (request): GraphqlContext => contextOf(request.principal),
     errorFormatter: (execution, context) => {
       const formatted = mercurius.defaultErrorFormatter(execution, context);
       let statusCode = formatted.statusCode;
@@ -47,7 +76,18 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; gr
         }
         return [{ message: e.message, locations: e.locations, path: e.path, extensions: { code: e.path ? 'BAD_USER_INPUT' : 'GRAPHQL_VALIDATION_FAILED' } }];
       });
+      // A query refused by validation is a bad request, whatever the environment.
+      if (!formatted.response.data && errors.length && errors.every((e) => e.extensions.code === 'GRAPHQL_VALIDATION_FAILED')) statusCode = 400;
       return { statusCode, response: { data: formatted.response.data ?? null, errors } };
     },
   });
+  // The WebSocket path gets the same limits as HTTP, before anything is subscribed.
+  app.graphql.addHook('preSubscriptionExecution', async (schema, document) => {
+    const errors = validate(schema, document, validationRules(undefined, opts.introspection));
+    if (errors.length) throw new GraphQLError(errors.map((e) => e.message).join('; '));
+  });
+  feed.start((topic, payload) => {
+    app.graphql.pubsub.publish({ topic, payload }, () => {});
+  });
+  app.addHook('onClose', () => feed.stop());
 }

@@ -1,6 +1,8 @@
 // The OpenAPI document as the routes produce it, built without a database: nothing here
 // connects (postgres.js and pg-boss connect lazily), so `npm run openapi` works anywhere.
+import { buildSchema, printSchema } from 'graphql';
 import { PgBoss } from 'pg-boss';
+import { schema } from '../graphql/plugin.ts';
 import { buildApp } from '../app.ts';
 import { loadConfig } from '../config.ts';
 import { createDatabase } from '../db/client.ts';
@@ -24,3 +26,6 @@ export async function generateOpenApi(): Promise<object> {
 }
 
 export const renderOpenApi = (doc: object) => `${JSON.stringify(doc, null, 2)}\n`;
+
+/** The GraphQL schema as SDL (openapi/schema.graphql), printed from the same type definitions mercurius serves. */
+export const renderGraphqlSchema = () => `${printSchema(buildSchema(schema))}\n`;

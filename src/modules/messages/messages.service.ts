@@ -10,6 +10,7 @@ import { compileFields, customerContext, TemplateError } from '../templates/rend
 import { getTemplate, versionFields } from '../templates/templates.service.ts';
 import { composePayload, trackingUrls } from './compose.ts';
 import type { WorkspaceSettings } from '../workspaces/workspaces.schemas.ts';
+import { timelines, type TimelineKind } from './timeline.ts';
 import type { ActionTemplate, Message, TestSendBody, TestSendResult, TimelineEntry, TimelineQuery } from './messages.schemas.ts';
 
 type D = Pick<Deps, 'database'>;
@@ -56,32 +57,14 @@ export async function actionTemplateCustomers(deps: D, workspaceId: string, id: 
   };
 }
 
-/** Events, messages and action templates of a customer, merged newest first. */
+/** Events, messages, action templates and flow decisions of a customer, merged newest first (timeline.ts). */
 export async function customerTimeline(deps: D, workspaceId: string, customerId: string, q: TimelineQuery) {
   const { sql } = deps.database;
   const [exists] = await sql`select 1 from customers where workspace_id = ${workspaceId} and id = ${customerId}`;
   if (!exists) throw notFound('Customer');
-  const limit = q.limit ?? 50;
-  const after = decodeCursor(q.cursor, ['string', 'string']);
-  const kinds = new Set((q.kinds ?? 'event,message,action,flow').split(','));
-  const before = after ? sql`and (at, id) < (${new Date(after[0] as string)}, ${after[1] as string}::uuid)` : sql``;
-  const branches = [
-    kinds.has('event') && sql`select 'event' as kind, id, occurred_at as at, jsonb_build_object('type', type, 'properties', properties) as data
-      from events where workspace_id = ${workspaceId} and customer_id = ${customerId}`,
-    kinds.has('message') && sql`select 'message', id, created_at, jsonb_build_object('channel', channel, 'status', status, 'reason', reason, 'templateId', template_id,
-        'source', jsonb_build_object('type', source_type, 'id', source_id, 'stepId', step_id, 'entryId', entry_id))
-      from messages where workspace_id = ${workspaceId} and customer_id = ${customerId}`,
-    kinds.has('action') && sql`select 'action', ca.id, ca.occurred_at, jsonb_build_object('kind', at.kind, 'messageId', ca.message_id, 'sourceType', at.source_type, 'sourceId', at.source_id, 'touchpoint', ca.touchpoint)
-      from customer_actions ca join action_templates at on at.workspace_id = ca.workspace_id and at.id = ca.action_template_id
-      where ca.workspace_id = ${workspaceId} and ca.customer_id = ${customerId}`,
-    kinds.has('flow') && sql`select 'flow', id, at, jsonb_build_object('flowId', flow_id, 'version', version, 'entryId', entry_id, 'nodeId', node_id, 'nodeType', node_type, 'branch', branch, 'reason', reason)
-      from flow_decisions where workspace_id = ${workspaceId} and customer_id = ${customerId}`,
-  ].filter((b) => b !== false);
-  const union = branches.reduce((acc, b) => sql`${acc} union all ${b}`);
-  const rows = await sql<{ kind: TimelineEntry['kind']; id: string; at: Date; data: Record<string, unknown> }[]>`
-    select * from (${union}) t(kind, id, at, data) where true ${before} order by at desc, id desc limit ${limit + 1}`;
-  const page = pageOf(rows, limit, (r) => [r.at.toISOString(), r.id]);
-  return { data: page.data.map((r) => ({ kind: r.kind, id: r.id, at: r.at.toISOString(), data: r.data })), nextCursor: page.nextCursor };
+  const kinds = q.kinds ? (q.kinds.split(',') as TimelineKind[]) : undefined;
+  const page = (await timelines(sql, workspaceId, [customerId], { first: q.limit ?? 50, after: q.cursor, kinds })).get(customerId)!;
+  return { data: page.entries.map((r) => ({ kind: r.kind, id: r.id, at: r.at.toISOString(), data: r.data })), nextCursor: page.nextCursor };
 }
 
 /** Renders a template and sends it to one address through a channel config, now; nothing is recorded. */

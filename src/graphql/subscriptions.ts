@@ -1,0 +1,72 @@
+// timelineUpdated over WebSocket, across processes: a statement trigger NOTIFYs the ids of new
+// timeline rows (migrations/0003); each process LISTENs, loads the rows of customers someone
+// watches here, and publishes them to mercurius's in-process emitter.
+import type { Sql } from 'postgres';
+import type { MercuriusContext } from 'mercurius';
+import { notFound } from '../http/errors.ts';
+import { timelineEntries, type TimelineKind } from '../modules/messages/timeline.ts';
+import type { GraphqlContext } from '../modules/customers/customers.graphql.ts';
+
+const topicOf = (workspaceId: string, customerId: string) => `timeline:${workspaceId}:${customerId}`;
+
+export class TimelineFeed {
+  readonly #watched = new Map<string, number>();
+  #publish: ((topic: string, payload: unknown) => void) | undefined;
+  #unlisten: (() => Promise<void>) | undefined;
+  readonly #sql: Sql;
+
+  constructor(sql: Sql) {
+    this.#sql = sql;
+  }
+
+  #listening: Promise<void> | undefined;
+
+  /** Where to publish; LISTEN starts with the first subscription, so a process nobody subscribes to never listens. */
+  start(publish: (topic: string, payload: unknown) => void): void {
+    this.#publish = publish;
+  }
+
+  #listen(): Promise<void> {
+    this.#listening ??= this.#sql
+      .listen('herald_timeline', (payload) => {
+        this.#heard(payload).catch(() => {});
+      })
+      .then(({ unlisten }) => {
+        this.#unlisten = unlisten;
+      });
+    return this.#listening;
+  }
+
+  async stop(): Promise<void> {
+    await this.#unlisten?.();
+  }
+
+  async #heard(payload: string): Promise<void> {
+    if (!this.#watched.size || !this.#publish) return;
+    const colon = payload.indexOf(':');
+    const kind = payload.slice(0, colon) as TimelineKind;
+    const rows = (JSON.parse(payload.slice(colon + 1)) as [string, string, string][]).filter(([w, c]) => this.#watched.has(topicOf(w, c)));
+    const byWorkspace = new Map<string, string[]>();
+    for (const [w, , id] of rows) byWorkspace.set(w, [...(byWorkspace.get(w) ?? []), id]);
+    for (const [workspaceId, ids] of byWorkspace) {
+      for (const entry of await timelineEntries(this.#sql, workspaceId, kind, ids)) this.#publish(topicOf(workspaceId, entry.customerId), { timelineUpdated: entry });
+    }
+  }
+
+  /** The subscription resolver: checks the customer is the caller's, then yields its new entries until the client leaves. */
+  async *subscribe(ctx: GraphqlContext & Pick<MercuriusContext, 'pubsub'>, customerId: string): AsyncGenerator<unknown> {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(customerId)) throw notFound('Customer');
+    const [exists] = await this.#sql`select 1 from customers where workspace_id = ${ctx.workspaceId} and id = ${customerId}`;
+    if (!exists) throw notFound('Customer');
+    await this.#listen();
+    const topic = topicOf(ctx.workspaceId, customerId);
+    this.#watched.set(topic, (this.#watched.get(topic) ?? 0) + 1);
+    try {
+      for await (const event of await ctx.pubsub.subscribe(topic)) yield event;
+    } finally {
+      const n = (this.#watched.get(topic) ?? 1) - 1;
+      if (n) this.#watched.set(topic, n);
+      else this.#watched.delete(topic);
+    }
+  }
+}

@@ -1,0 +1,168 @@
+// Timeline entries, messages (with their personalised content on request) and action templates
+// with "same actions" over GraphQL, on the services of messages.service.ts and timeline.ts.
+import type { IResolvers, MercuriusLoaders } from 'mercurius';
+import type { GraphqlContext } from '../customers/customers.graphql.ts';
+import { firstOf } from '../customers/customers.graphql.ts';
+import { actionTemplateCustomers, listActionTemplates } from './messages.service.ts';
+import type { TimelineRow } from './timeline.ts';
+
+export const messageSchema = /* GraphQL */ `
+  enum TimelineKind { event message action flow }
+
+  type TimelineConnection {
+    edges: [TimelineEdge!]!
+    pageInfo: PageInfo!
+  }
+
+  type TimelineEdge {
+    cursor: String!
+    node: TimelineEntry!
+  }
+
+  "One thing in a customer's history; exactly one of event, message, action and decision is set, as kind says."
+  type TimelineEntry {
+    id: ID!
+    kind: TimelineKind!
+    at: DateTime!
+    data: JSON!
+    event: TimelineEvent
+    message: TimelineMessage
+    action: TimelineAction
+    decision: FlowDecision
+    "The customer the entry belongs to."
+    customer: Customer!
+  }
+
+  type TimelineEvent { type: String!, properties: JSON! }
+
+  type TimelineMessage {
+    id: ID!
+    channel: String!
+    status: String!
+    "Why it was not sent, failed, or is unknown."
+    reason: String
+    templateId: ID!
+    templateVersion: Int!
+    source: JSON!
+    "The personalised content as sent (asked for only when needed)."
+    content: JSON
+    toAddress: String
+    sentAt: DateTime
+  }
+
+  type TimelineAction {
+    kind: String!
+    actionTemplateId: ID!
+    messageId: ID!
+    sourceType: String!
+    sourceId: String!
+    "Channel, URL of a click, user agent and IP where known."
+    touchpoint: JSON!
+  }
+
+  "A decision of the flow engine for the customer: the node, the branch taken, and why."
+  type FlowDecision {
+    flowId: ID!
+    version: Int!
+    entryId: ID!
+    nodeId: String!
+    nodeType: String!
+    branch: String
+    reason: JSON!
+  }
+
+  type ActionTemplate {
+    id: ID!
+    kind: String!
+    channel: String!
+    sourceType: String!
+    sourceId: String!
+    "Customers who got it."
+    count: Int!
+    "Customers who got it (same actions), newest first."
+    customers(first: Int = 20, after: String): ActionTemplateCustomerConnection!
+  }
+
+  type ActionTemplateCustomerConnection {
+    edges: [ActionTemplateCustomerEdge!]!
+    pageInfo: PageInfo!
+  }
+
+  type ActionTemplateCustomerEdge {
+    cursor: String
+    node: ActionTemplateCustomer!
+  }
+
+  type ActionTemplateCustomer {
+    customerId: ID!
+    externalId: String
+    email: String
+    messageId: ID!
+    occurredAt: DateTime!
+    touchpoint: JSON!
+  }
+
+  extend type Query {
+    "The action templates of a message source (an action, a flow, a test send), with counts."
+    actionTemplates(sourceType: String!, sourceId: String!): [ActionTemplate!]!
+  }
+
+  type Subscription {
+    "New timeline entries of a customer as they are written, from any process."
+    timelineUpdated(customerId: ID!): TimelineEntry!
+  }
+`;
+
+const kindOf = (e: TimelineRow, kind: string) => (e.kind === kind ? e.data : null);
+
+export const messageResolvers: IResolvers = {
+  Query: {
+    actionTemplates: async (_root: unknown, args: { sourceType: string; sourceId: string }, ctx: GraphqlContext) =>
+      (await listActionTemplates(ctx.deps, ctx.workspaceId, args.sourceType, args.sourceId)).map((a) => ({ ...a, count: a.customers })),
+  },
+  TimelineEntry: {
+    event: (e: TimelineRow) => kindOf(e, 'event'),
+    message: (e: TimelineRow) => (e.kind === 'message' ? { id: e.id, ...e.data } : null),
+    action: (e: TimelineRow) => kindOf(e, 'action'),
+    decision: (e: TimelineRow) => kindOf(e, 'flow'),
+  },
+  ActionTemplate: {
+    customers: async (obj: { id: string }, args: { first?: number; after?: string }, ctx: GraphqlContext) => {
+      const page = await actionTemplateCustomers(ctx.deps, ctx.workspaceId, obj.id, { limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}) });
+      return { edges: page.data.map((node) => ({ cursor: null, node })), pageInfo: { hasNextPage: page.nextCursor !== null, endCursor: page.nextCursor } };
+    },
+  },
+};
+
+export const messageLoaders: MercuriusLoaders = {
+  TimelineEntry: {
+    async customer(queries: { obj: TimelineRow }[], ctx: GraphqlContext) {
+      const ids = [...new Set(queries.map((q) => q.obj.customerId))];
+      const rows = await ctx.deps.database.sql<{ id: string; external_id: string | null; email: string | null; phone: string | null; time_zone: string | null; locale: string | null; custom: Record<string, unknown>; created_at: Date; updated_at: Date }[]>`
+        select * from customers where workspace_id = ${ctx.workspaceId} and id = any(${ids}::uuid[])`;
+      return queries.map((q) => {
+        const r = rows.find((c) => c.id === q.obj.customerId)!;
+        return { id: r.id, externalId: r.external_id, email: r.email, phone: r.phone, timeZone: r.time_zone, locale: r.locale, custom: r.custom, createdAt: r.created_at, updatedAt: r.updated_at };
+      });
+    },
+  },
+  TimelineMessage: {
+    /** The content of every message on the page in one query. */
+    async content(queries: { obj: { id: string } }[], ctx: GraphqlContext) {
+      const rows = await ctx.deps.database.sql<{ id: string; rendered: Record<string, unknown> | null }[]>`
+        select id, rendered from messages where workspace_id = ${ctx.workspaceId} and id = any(${queries.map((q) => q.obj.id)}::uuid[])`;
+      return queries.map((q) => rows.find((r) => r.id === q.obj.id)?.rendered ?? null);
+    },
+    async toAddress(queries: { obj: { id: string } }[], ctx: GraphqlContext) {
+      const rows = await ctx.deps.database.sql<{ id: string; to_address: string | null }[]>`
+        select id, to_address from messages where workspace_id = ${ctx.workspaceId} and id = any(${queries.map((q) => q.obj.id)}::uuid[])`;
+      return queries.map((q) => rows.find((r) => r.id === q.obj.id)?.to_address ?? null);
+    },
+    async sentAt(queries: { obj: { id: string } }[], ctx: GraphqlContext) {
+      const rows = await ctx.deps.database.sql<{ id: string; sent_at: Date | null }[]>`
+        select id, sent_at from messages where workspace_id = ${ctx.workspaceId} and id = any(${queries.map((q) => q.obj.id)}::uuid[])`;
+      return queries.map((q) => rows.find((r) => r.id === q.obj.id)?.sent_at ?? null);
+    },
+  },
+};
+

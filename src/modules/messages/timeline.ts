@@ -1,0 +1,101 @@
+// A customer's timeline: events, messages, action templates and flow decisions, merged newest
+// first, with stable cursors ([at, id]). One query answers a whole page of customers (a lateral
+// join per customer, each kind read newest first from its own (workspace, customer, time)
+// index and cut at the page size), so REST and the GraphQL loaders share it.
+import type { Sql } from 'postgres';
+import { decodeCursor, encodeCursor } from '../../http/pagination.ts';
+
+export const TIMELINE_KINDS = ['event', 'message', 'action', 'flow'] as const;
+export type TimelineKind = (typeof TIMELINE_KINDS)[number];
+
+export interface TimelineOptions {
+  first: number;
+  after?: string | undefined;
+  kinds?: readonly TimelineKind[] | undefined;
+  since?: Date | undefined;
+  until?: Date | undefined;
+}
+
+export interface TimelineRow {
+  customerId: string;
+  kind: TimelineKind;
+  id: string;
+  at: Date;
+  data: Record<string, unknown>;
+  cursor: string;
+}
+
+export interface TimelinePage {
+  entries: TimelineRow[];
+  hasNextPage: boolean;
+  nextCursor: string | null;
+}
+
+const BRANCHES: Record<TimelineKind, { table: string; at: string; data: string }> = {
+  event: { table: 'events x', at: 'x.occurred_at', data: `jsonb_build_object('type', x.type, 'properties', x.properties)` },
+  message: {
+    table: 'messages x', at: 'x.created_at',
+    data: `jsonb_build_object('channel', x.channel, 'status', x.status, 'reason', x.reason, 'templateId', x.template_id, 'templateVersion', x.template_version,
+      'source', jsonb_build_object('type', x.source_type, 'id', x.source_id, 'stepId', x.step_id, 'entryId', x.entry_id))`,
+  },
+  action: {
+    table: 'customer_actions x join action_templates at on at.workspace_id = x.workspace_id and at.id = x.action_template_id', at: 'x.occurred_at',
+    data: `jsonb_build_object('kind', at.kind, 'actionTemplateId', at.id, 'messageId', x.message_id, 'sourceType', at.source_type, 'sourceId', at.source_id, 'touchpoint', x.touchpoint)`,
+  },
+  flow: {
+    table: 'flow_decisions x', at: 'x.at',
+    data: `jsonb_build_object('flowId', x.flow_id, 'version', x.version, 'entryId', x.entry_id, 'nodeId', x.node_id, 'nodeType', x.node_type, 'branch', x.branch, 'reason', x.reason)`,
+  },
+};
+
+/** The first page after `after` of each customer's timeline. */
+export async function timelines(sql: Sql, workspaceId: string, customerIds: string[], o: TimelineOptions): Promise<Map<string, TimelinePage>> {
+  const out = new Map<string, TimelinePage>();
+  if (!customerIds.length) return out;
+  const after = decodeCursor(o.after, ['string', 'string']);
+  const params: unknown[] = [workspaceId, customerIds, o.first + 1];
+  const p = (v: unknown, cast: string) => {
+    params.push(v);
+    return `$${params.length}::${cast}`;
+  };
+  const bounds: string[] = [];
+  const cursor = after ? `(${p(after[0], 'timestamptz')}, ${p(after[1], 'uuid')})` : null;
+  const since = o.since ? p(o.since.toISOString(), 'timestamptz') : null;
+  const until = o.until ? p(o.until.toISOString(), 'timestamptz') : null;
+  const branches = (o.kinds?.length ? o.kinds : TIMELINE_KINDS).map((kind) => {
+    const b = BRANCHES[kind];
+    bounds.length = 0;
+    if (cursor) bounds.push(`(${b.at}, x.id) < ${cursor}`);
+    if (since) bounds.push(`${b.at} >= ${since}`);
+    if (until) bounds.push(`${b.at} < ${until}`);
+    return `(select '${kind}'::text as kind, x.id, ${b.at} as at, ${b.data} as data from ${b.table}
+      where x.workspace_id = $1::uuid and x.customer_id = c.id ${bounds.map((x) => `and ${x}`).join(' ')}
+      order by ${b.at} desc, x.id desc limit $3::int)`;
+  });
+  const rows = await sql.unsafe<{ customer_id: string; kind: TimelineKind; id: string; at: Date; data: Record<string, unknown> }[]>(
+    `select c.id as customer_id, t.kind, t.id, t.at, t.data from unnest($2::uuid[]) as c(id)
+     cross join lateral (select * from (${branches.join(' union all ')}) u order by at desc, id desc limit $3::int) t`,
+    params as never[],
+  );
+  for (const id of customerIds) out.set(id, { entries: [], hasNextPage: false, nextCursor: null });
+  for (const r of rows) {
+    const page = out.get(r.customer_id)!;
+    if (page.entries.length === o.first) {
+      page.hasNextPage = true;
+      continue;
+    }
+    page.entries.push({ customerId: r.customer_id, kind: r.kind, id: r.id, at: r.at, data: r.data, cursor: encodeCursor([r.at.toISOString(), r.id]) });
+  }
+  for (const page of out.values()) page.nextCursor = page.hasNextPage ? page.entries[page.entries.length - 1]!.cursor : null;
+  return out;
+}
+
+/** Timeline entries of one kind by id (for the subscription, which hears of new rows by id). */
+export async function timelineEntries(sql: Sql, workspaceId: string, kind: TimelineKind, ids: string[]): Promise<TimelineRow[]> {
+  const b = BRANCHES[kind];
+  const rows = await sql.unsafe<{ customer_id: string; id: string; at: Date; data: Record<string, unknown> }[]>(
+    `select x.customer_id, x.id, ${b.at} as at, ${b.data} as data from ${b.table} where x.workspace_id = $1::uuid and x.id = any($2::uuid[])`,
+    [workspaceId, ids] as never[],
+  );
+  return rows.map((r) => ({ customerId: r.customer_id, kind, id: r.id, at: r.at, data: r.data, cursor: encodeCursor([r.at.toISOString(), r.id]) }));
+}
