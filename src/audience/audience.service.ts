@@ -3,7 +3,7 @@
 import type { Sql, TransactionSql } from 'postgres';
 import { invalid, unprocessable, type FieldError } from '../http/errors.ts';
 import { decodeCursor, encodeCursor } from '../http/pagination.ts';
-import { compileFilter, type Compiled, type Mode } from './compile.ts';
+import { compileDirectCount, compileFilter, type Compiled, type Mode } from './compile.ts';
 import { CUSTOM_PATH, TEXT_FIELDS, TIME_FIELDS, type Filter } from './filter.ts';
 import { checkFilter, MAX_DEPTH } from './validate.ts';
 
@@ -101,6 +101,12 @@ export function matchingIdsSql(compiled: Compiled): string {
 }
 
 export async function countAudience(db: Db, input: AudienceInput): Promise<number> {
+  assertFilter(input.filter);
+  const direct = compileDirectCount(input.filter, { workspaceId: input.workspaceId, now: input.now, timeZone: await workspaceZone(db, input.workspaceId) });
+  if (direct) {
+    const [row] = await db.unsafe<{ n: string }[]>(direct.where, direct.params as never[]);
+    return Number(row!.n);
+  }
   const compiled = await compileAudience(db, input, 'all');
   const [row] = await db.unsafe<{ n: string }[]>(`select count(*) as n from customers c where c.workspace_id = $1::uuid and ${compiled.where}`, compiled.params as never[]);
   return Number(row!.n);
@@ -153,7 +159,7 @@ export async function previewAudience(db: Db, input: AudienceInput & { limit: nu
   checkColumns(input.columns);
   const after = decodeCursor(input.cursor, ['string']);
   const compiled = await compileAudience(db, input, 'all');
-  const [counted] = await db.unsafe<{ n: string }[]>(`select count(*) as n from customers c where c.workspace_id = $1::uuid and ${compiled.where}`, compiled.params as never[]);
+  const counted = { n: String(await countAudience(db, input)) };
   let data: PreviewRow[] = [];
   let nextCursor: string | null = null;
   if (input.limit > 0) {
@@ -169,5 +175,5 @@ export async function previewAudience(db: Db, input: AudienceInput & { limit: nu
     if (rows.length > input.limit) nextCursor = encodeCursor([page[page.length - 1]!.id]);
     data = page.map((r) => ({ id: r.id, externalId: r.external_id, fields: pickColumns(r, input.columns) }));
   }
-  return { count: Number(counted!.n), data, nextCursor };
+  return { count: Number(counted.n), data, nextCursor };
 }

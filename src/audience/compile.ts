@@ -117,14 +117,15 @@ class Builder {
 
   /** A test of the JSON value at `path` under `base` (a customer's custom fields, an event's properties). */
   jsonTest(base: string, path: string[], t: ValueTest): string {
+    if ((t.op === 'eq' || t.op === 'neq') && !Array.isArray(t.value)) return this.jsonEquals(base, path, t);
     const keys = path.map((k) => this.p(k, 'text'));
     const j = keys.reduce((expr, k) => `${expr} -> ${k}`, base);
     const text = `(${j} #>> '{}')`;
     const isString = `jsonb_typeof(${j}) = 'string'`;
     const v = t.value;
     switch (t.op) {
-      case 'eq': return `${j} = ${this.p(JSON.stringify(v), 'jsonb')}`;
-      case 'neq': return `${j} is distinct from ${this.p(JSON.stringify(v), 'jsonb')}`;
+      case 'eq':
+      case 'neq': return this.jsonEquals(base, path, t);
       case 'in': return `${this.p(JSON.stringify(v), 'jsonb')} @> jsonb_build_array(${j})`;
       case 'notIn': return `not coalesce(${this.p(JSON.stringify(v), 'jsonb')} @> jsonb_build_array(${j}), false)`;
       case 'contains': return this.jsonContains(j, text, String(v));
@@ -137,6 +138,16 @@ class Builder {
         if (typeof v === 'number') return `case when jsonb_typeof(${j}) = 'number' then (${j})::numeric end ${cmp(t.op)} ${this.p(String(v), 'numeric')}`;
         return this.timeTest(`case when ${isString} then herald_to_timestamptz(${text}) end`, t);
     }
+  }
+
+  /**
+   * Containment (`custom @> {"plan":"gold"}`) means the same as `custom -> 'plan' = '"gold"'` for
+   * a scalar and costs less per row (bench:audience); the path is data inside the parameter.
+   */
+  jsonEquals(base: string, path: string[], t: ValueTest): string {
+    const nested = path.reduceRight<unknown>((value, key) => ({ [key]: value }), t.value);
+    const contains = `${base} @> ${this.p(JSON.stringify(nested), 'jsonb')}`;
+    return t.op === 'eq' ? contains : `not ${contains}`;
   }
 
   jsonContains(j: string, text: string, v: string): string {
@@ -155,10 +166,15 @@ class Builder {
 
   // ---- events and action templates ---------------------------------------------------------------
 
-  event(node: EventCondition): string {
+  eventWhere(node: EventCondition): string[] {
     const where = [`e.type = ${this.p(node.name, 'text')}`];
     if (node.within) where.push(`e.occurred_at >= ${this.now} - ${this.p(interval(node.within), 'interval')}`);
     for (const w of node.where ?? []) where.push(`coalesce(${this.property(w)}, false)`);
+    return where;
+  }
+
+  event(node: EventCondition): string {
+    const where = this.eventWhere(node);
     const atLeast = (k: number) => {
       if (k <= 0) return 'true';
       if (this.ctx.mode === 'subset') {
@@ -182,7 +198,7 @@ class Builder {
     return this.jsonTest('e.properties', w.property.split('.'), w);
   }
 
-  action(node: ActionCondition): string {
+  actionWhere(node: ActionCondition): string[] {
     const template = node.actionTemplateId
       ? this.p(node.actionTemplateId, 'uuid')
       : `(select at.id from action_templates at where at.workspace_id = $1::uuid and at.source_type = ${this.p(node.sourceType, 'text')} and at.source_id = ${this.p(node.sourceId, 'text')} and at.kind = ${this.p(node.kind, 'text')})`;
@@ -199,13 +215,43 @@ class Builder {
       }
       where.push(`not exists (select 1 from customer_actions cb where cb.workspace_id = ca.workspace_id and cb.action_template_id = ${other} and cb.message_id = ca.message_id${inWindow})`);
     }
+    return where;
+  }
+
+  action(node: ActionCondition): string {
+    const where = this.actionWhere(node);
     if (this.ctx.mode === 'subset') return `exists (select 1 from customer_actions ca where ca.workspace_id = c.workspace_id and ca.customer_id = c.id and ${where.join(' and ')})`;
     return `c.id in (select ca.customer_id from customer_actions ca where ca.workspace_id = $1::uuid and ${where.join(' and ')})`;
+  }
+
+  /**
+   * A count that needs no row of customers: a filter that is one event condition ("at least k")
+   * or one action-template condition. Foreign keys guarantee those customers exist, and
+   * skipping a lookup per match was two thirds of the time (bench:audience).
+   */
+  directCount(filter: Filter): string | null {
+    if ('all' in filter || 'any' in filter || 'not' in filter) return null;
+    if (filter.type === 'action') return `select count(distinct ca.customer_id) as n from customer_actions ca where ca.workspace_id = $1::uuid and ${this.actionWhere(filter).join(' and ')}`;
+    if (filter.type !== 'event') return null;
+    const { op, value } = filter.count ?? { op: 'gte', value: 1 };
+    const k = op === 'gte' ? value : op === 'gt' ? value + 1 : 0;
+    if (k < 1) return null;
+    const scan = `from events e where e.workspace_id = $1::uuid and ${this.eventWhere(filter).join(' and ')}`;
+    return k === 1
+      ? `select count(distinct e.customer_id) as n ${scan}`
+      : `select count(*) as n from (select e.customer_id ${scan} group by e.customer_id having count(*) >= ${this.p(String(k), 'int')}) s`;
   }
 }
 
 function cmp(op: string): string {
   return ({ gt: '>', gte: '>=', lt: '<', lte: '<=' } as Record<string, string>)[op]!;
+}
+
+/** The whole count query of a filter that can be counted without reading customers, or null. */
+export function compileDirectCount(filter: Filter, input: { workspaceId: string; now: Date; timeZone: string }): Compiled | null {
+  const b = new Builder(input.workspaceId, input.now, input.timeZone, { mode: 'all', segments: new Map() });
+  const query = b.directCount(filter);
+  return query ? { where: query, params: b.params } : null;
 }
 
 /** Compiles a checked filter (validate.ts) to a predicate over `customers c`. */
