@@ -6,6 +6,7 @@ import { decodeCursor, encodeCursor } from '../http/pagination.ts';
 import { compileDirectCount, compileFilter, type Compiled, type Mode } from './compile.ts';
 import { CUSTOM_PATH, TEXT_FIELDS, TIME_FIELDS, type Filter } from './filter.ts';
 import { checkFilter, MAX_DEPTH } from './validate.ts';
+import type { CustomerSqlRow } from '../modules/customers/customers.service.ts';
 
 type Db = Sql | TransactionSql;
 
@@ -142,7 +143,7 @@ export interface PreviewRow {
   fields: Record<string, unknown>;
 }
 
-export function pickColumns(row: { external_id: string | null; email: string | null; phone: string | null; time_zone: string | null; locale: string | null; custom: Record<string, unknown>; created_at: Date; updated_at: Date }, columns: string[]): Record<string, unknown> {
+export function pickColumns(row: Omit<CustomerSqlRow, 'id'>, columns: string[]): Record<string, unknown> {
   const builtIn: Record<string, unknown> = {
     email: row.email, phone: row.phone, externalId: row.external_id, timeZone: row.time_zone, locale: row.locale,
     createdAt: row.created_at.toISOString(), updatedAt: row.updated_at.toISOString(),
@@ -165,7 +166,7 @@ export async function previewAudience(db: Db, input: AudienceInput & { limit: nu
   if (input.limit > 0) {
     const params = [...compiled.params, after?.[0] ?? null, input.limit + 1];
     const n = compiled.params.length;
-    const rows = await db.unsafe<(Parameters<typeof pickColumns>[0] & { id: string })[]>(
+    const rows = await db.unsafe<CustomerSqlRow[]>(
       `select c.id, c.external_id, c.email, c.phone, c.time_zone, c.locale, c.custom, c.created_at, c.updated_at from customers c
        where c.workspace_id = $1::uuid and ($${n + 1}::uuid is null or c.id > $${n + 1}::uuid) and ${compiled.where}
        order by c.id limit $${n + 2}::int`,

@@ -2,7 +2,7 @@
 // from actions.service.ts and actions.report.ts (the same functions as REST).
 import type { IResolvers } from 'mercurius';
 import type { GraphqlContext } from '../customers/customers.graphql.ts';
-import { firstOf } from '../customers/customers.graphql.ts';
+import { connectionOf, firstOf } from '../customers/customers.graphql.ts';
 import { actionReport } from './actions.report.ts';
 import { getAction, listActions } from './actions.service.ts';
 
@@ -50,10 +50,9 @@ export const actionResolvers: IResolvers = {
   Query: {
     action: (_root: unknown, args: { id: string }, ctx: GraphqlContext) => getAction(ctx.deps, ctx.workspaceId, args.id),
     actions: async (_root: unknown, args: { first?: number; after?: string; kind?: string; status?: string }, ctx: GraphqlContext) => {
-      const page = await listActions(ctx.deps, ctx.workspaceId, {
+      return connectionOf(await listActions(ctx.deps, ctx.workspaceId, {
         limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}), ...(args.kind ? { kind: args.kind as never } : {}), ...(args.status ? { status: args.status as never } : {}),
-      });
-      return { edges: page.data.map((node) => ({ cursor: null, node })), pageInfo: { hasNextPage: page.nextCursor !== null, endCursor: page.nextCursor } };
+      }));
     },
   },
   Action: {

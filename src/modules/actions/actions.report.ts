@@ -12,6 +12,7 @@ import { isTimeZone } from '../../http/schemas.ts';
 import { listActionTemplates } from '../messages/messages.service.ts';
 import { findAction, toAction } from './actions.service.ts';
 import type { ActionRun } from './actions.schemas.ts';
+import type { CustomerSqlRow } from '../customers/customers.service.ts';
 import type { ReportQuery, TrackingQuery } from './actions.report.schemas.ts';
 
 type D = Pick<Deps, 'database' | 'clock' | 'db'>;
@@ -99,8 +100,7 @@ function trackingColumns(q: TrackingQuery): string[] {
   return columns;
 }
 
-interface TrackingRow {
-  id: string;
+interface TrackingRow extends Omit<CustomerSqlRow, 'created_at' | 'updated_at'> {
   customer_id: string;
   status: string;
   reason: string | null;
@@ -108,12 +108,6 @@ interface TrackingRow {
   created_at: Date;
   sent_at: Date | null;
   run_id: string | null;
-  external_id: string | null;
-  email: string | null;
-  phone: string | null;
-  time_zone: string | null;
-  locale: string | null;
-  custom: Record<string, unknown>;
   c_created_at: Date;
   c_updated_at: Date;
   actions: Record<string, string> | null;

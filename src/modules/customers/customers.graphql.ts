@@ -10,7 +10,7 @@ import { invalid } from '../../http/errors.ts';
 import { decodeCursor, encodeCursor } from '../../http/pagination.ts';
 import { timelines, type TimelineKind } from '../messages/timeline.ts';
 import type { Customer } from './customers.schemas.ts';
-import { customerIdByExternalId, getCustomer } from './customers.service.ts';
+import { customerIdByExternalId, fromSqlRow, getCustomer, type CustomerSqlRow } from './customers.service.ts';
 
 export const customerSchema = /* GraphQL */ `
   scalar JSON
@@ -126,6 +126,11 @@ export function firstOf(first: number | null | undefined, fallback = 20): number
   return n;
 }
 
+/** A REST page as a Relay connection (REST cursors are opaque keys of the last row). */
+export const connectionOf = <T>(page: { data: T[]; nextCursor: string | null }) => ({
+  edges: page.data.map((node) => ({ cursor: null, node })), pageInfo: { hasNextPage: page.nextCursor !== null, endCursor: page.nextCursor },
+});
+
 type Query<P = Record<string, unknown>> = { obj: { id: string }; params: P };
 
 /** Groups loader queries by their arguments, so that one SQL statement answers each group. */
@@ -145,15 +150,12 @@ async function customersPage(ctx: GraphqlContext, args: { filter?: unknown; firs
   const filter = args.filter === undefined || args.filter === null ? null : normalizeFilter(args.filter, '/filter');
   const compiled = filter ? await compileAudience(sql, { workspaceId: ctx.workspaceId, filter, now: ctx.deps.clock.now() }, 'all') : { where: 'true', params: [ctx.workspaceId] };
   const n = compiled.params.length;
-  const rows = await sql.unsafe<{ id: string; external_id: string | null; email: string | null; phone: string | null; time_zone: string | null; locale: string | null; custom: Record<string, unknown>; created_at: Date; updated_at: Date }[]>(
+  const rows = await sql.unsafe<CustomerSqlRow[]>(
     `select c.* from customers c where c.workspace_id = $1::uuid and ($${n + 1}::uuid is null or c.id > $${n + 1}::uuid) and ${compiled.where} order by c.id limit $${n + 2}::int`,
     [...compiled.params, after?.[0] ?? null, first + 1] as never[],
   );
   const page = rows.slice(0, first);
-  const nodes: Customer[] = page.map((r) => ({
-    id: r.id, externalId: r.external_id, email: r.email, phone: r.phone, timeZone: r.time_zone, locale: r.locale, custom: r.custom,
-    createdAt: r.created_at.toISOString(), updatedAt: r.updated_at.toISOString(),
-  }));
+  const nodes: Customer[] = page.map(fromSqlRow);
   return {
     edges: nodes.map((node) => ({ cursor: encodeCursor([node.id]), node })),
     pageInfo: { hasNextPage: rows.length > first, endCursor: nodes.length ? encodeCursor([nodes[nodes.length - 1]!.id]) : null },

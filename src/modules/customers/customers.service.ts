@@ -25,6 +25,24 @@ export const toCustomer = (r: CustomerRow): Customer => ({
   updatedAt: r.updatedAt.toISOString(),
 });
 
+/** A customer row as raw SQL (postgres.js) returns it. */
+export interface CustomerSqlRow {
+  id: string;
+  external_id: string | null;
+  email: string | null;
+  phone: string | null;
+  time_zone: string | null;
+  locale: string | null;
+  custom: Record<string, unknown>;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export const fromSqlRow = (r: CustomerSqlRow): Customer => ({
+  id: r.id, externalId: r.external_id, email: r.email, phone: r.phone, timeZone: r.time_zone, locale: r.locale, custom: r.custom,
+  createdAt: r.created_at.toISOString(), updatedAt: r.updated_at.toISOString(),
+});
+
 /** drizzle wraps driver errors: the PostgreSQL code is on the error or its cause. */
 export const pgCode = (e: unknown): string | undefined => (e as { code?: string }).code ?? (e as { cause?: { code?: string } }).cause?.code;
 const isUniqueViolation = (e: unknown) => pgCode(e) === '23505';

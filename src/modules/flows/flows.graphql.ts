@@ -2,7 +2,7 @@
 // flows.stats.ts (the same functions as REST).
 import type { IResolvers } from 'mercurius';
 import type { GraphqlContext } from '../customers/customers.graphql.ts';
-import { firstOf } from '../customers/customers.graphql.ts';
+import { connectionOf, firstOf } from '../customers/customers.graphql.ts';
 import { getFlow, listFlows, listVersions } from './flows.service.ts';
 import { flowStats } from './flows.stats.ts';
 
@@ -55,8 +55,7 @@ export const flowResolvers: IResolvers = {
   Query: {
     flow: (_root: unknown, args: { id: string }, ctx: GraphqlContext) => getFlow(ctx.deps, ctx.workspaceId, args.id),
     flows: async (_root: unknown, args: { first?: number; after?: string }, ctx: GraphqlContext) => {
-      const page = await listFlows(ctx.deps, ctx.workspaceId, { limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}) });
-      return { edges: page.data.map((node) => ({ cursor: null, node })), pageInfo: { hasNextPage: page.nextCursor !== null, endCursor: page.nextCursor } };
+      return connectionOf(await listFlows(ctx.deps, ctx.workspaceId, { limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}) }));
     },
   },
   Flow: {

@@ -2,9 +2,10 @@
 // with "same actions" over GraphQL, on the services of messages.service.ts and timeline.ts.
 import type { IResolvers, MercuriusLoaders } from 'mercurius';
 import type { GraphqlContext } from '../customers/customers.graphql.ts';
-import { firstOf } from '../customers/customers.graphql.ts';
+import { connectionOf, firstOf } from '../customers/customers.graphql.ts';
 import { actionTemplateCustomers, listActionTemplates } from './messages.service.ts';
 import type { TimelineRow } from './timeline.ts';
+import { fromSqlRow, type CustomerSqlRow } from '../customers/customers.service.ts';
 
 export const messageSchema = /* GraphQL */ `
   enum TimelineKind { event message action flow }
@@ -128,8 +129,7 @@ export const messageResolvers: IResolvers = {
   },
   ActionTemplate: {
     customers: async (obj: { id: string }, args: { first?: number; after?: string }, ctx: GraphqlContext) => {
-      const page = await actionTemplateCustomers(ctx.deps, ctx.workspaceId, obj.id, { limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}) });
-      return { edges: page.data.map((node) => ({ cursor: null, node })), pageInfo: { hasNextPage: page.nextCursor !== null, endCursor: page.nextCursor } };
+      return connectionOf(await actionTemplateCustomers(ctx.deps, ctx.workspaceId, obj.id, { limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}) }));
     },
   },
 };
@@ -138,12 +138,8 @@ export const messageLoaders: MercuriusLoaders = {
   TimelineEntry: {
     async customer(queries: { obj: TimelineRow }[], ctx: GraphqlContext) {
       const ids = [...new Set(queries.map((q) => q.obj.customerId))];
-      const rows = await ctx.deps.database.sql<{ id: string; external_id: string | null; email: string | null; phone: string | null; time_zone: string | null; locale: string | null; custom: Record<string, unknown>; created_at: Date; updated_at: Date }[]>`
-        select * from customers where workspace_id = ${ctx.workspaceId} and id = any(${ids}::uuid[])`;
-      return queries.map((q) => {
-        const r = rows.find((c) => c.id === q.obj.customerId)!;
-        return { id: r.id, externalId: r.external_id, email: r.email, phone: r.phone, timeZone: r.time_zone, locale: r.locale, custom: r.custom, createdAt: r.created_at, updatedAt: r.updated_at };
-      });
+      const rows = await ctx.deps.database.sql<CustomerSqlRow[]>`select * from customers where workspace_id = ${ctx.workspaceId} and id = any(${ids}::uuid[])`;
+      return queries.map((q) => fromSqlRow(rows.find((c) => c.id === q.obj.customerId)!));
     },
   },
   TimelineMessage: {

@@ -3,7 +3,7 @@ import type { IResolvers } from 'mercurius';
 import { countAudience } from '../../audience/audience.service.ts';
 import type { Filter } from '../../audience/filter.ts';
 import type { GraphqlContext } from '../customers/customers.graphql.ts';
-import { firstOf } from '../customers/customers.graphql.ts';
+import { connectionOf, firstOf } from '../customers/customers.graphql.ts';
 import { getTemplate, listTemplates } from '../templates/templates.service.ts';
 import { getSegment, listSegments } from './segments.service.ts';
 
@@ -59,18 +59,14 @@ export const segmentSchema = /* GraphQL */ `
   }
 `;
 
-const connection = <T>(page: { data: T[]; nextCursor: string | null }) => ({
-  edges: page.data.map((node) => ({ cursor: null, node })), pageInfo: { hasNextPage: page.nextCursor !== null, endCursor: page.nextCursor },
-});
-
 export const segmentResolvers: IResolvers = {
   Query: {
     segment: (_root: unknown, args: { id: string }, ctx: GraphqlContext) => getSegment(ctx.deps, ctx.workspaceId, args.id),
     segments: async (_root: unknown, args: { first?: number; after?: string }, ctx: GraphqlContext) =>
-      connection(await listSegments(ctx.deps, ctx.workspaceId, { limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}) })),
+      connectionOf(await listSegments(ctx.deps, ctx.workspaceId, { limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}) })),
     template: (_root: unknown, args: { id: string; version?: number }, ctx: GraphqlContext) => getTemplate(ctx.deps, ctx.workspaceId, args.id, args.version ?? undefined),
     templates: async (_root: unknown, args: { first?: number; after?: string; channel?: string }, ctx: GraphqlContext) =>
-      connection(await listTemplates(ctx.deps, ctx.workspaceId, { limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}), ...(args.channel ? { channel: args.channel as never } : {}) })),
+      connectionOf(await listTemplates(ctx.deps, ctx.workspaceId, { limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}), ...(args.channel ? { channel: args.channel as never } : {}) })),
   },
   Segment: {
     count: (obj: { filter: Filter }, _args: unknown, ctx: GraphqlContext) => countAudience(ctx.deps.database.sql, { workspaceId: ctx.workspaceId, filter: obj.filter, now: ctx.deps.clock.now() }),
