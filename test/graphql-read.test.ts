@@ -1,5 +1,4 @@
 import t from 'tap';
-// @ts-expect-error ws ships no types; the test needs only its client
 import WebSocket from 'ws';
 import { drainFlows } from '../src/engine/engine.ts';
 import { executePendingRuns } from '../src/modules/actions/actions.runs.ts';
