@@ -474,3 +474,17 @@ t.test('150 nodes run, 1000 are accepted, 1001 are refused', async (t) => {
   t.equal((await call('POST', '/v1/flows', { name: 'Big', graph: big })).statusCode, 201);
   t.equal((await call('POST', '/v1/flows', { name: 'Too big', graph: { nodes: [...big.nodes, { id: 'x', type: 'exit' }], edges: [] } })).statusCode, 400);
 });
+
+t.test('with workers running, an event reaches the first step without waiting for a poll', async (t) => {
+  const live = await startHerald(t);
+  const { call } = await workspaceWithKey(live.app);
+  const r = await refs(call);
+  const created = (await call('POST', '/v1/flows', { name: 'Live', graph: chain({ id: 'start', type: 'event_trigger', eventType: 'hello' }, { id: 'mail', type: 'steps', steps: [r.send(r.welcome)] }, { id: 'end', type: 'exit' }) })).json();
+  await call('POST', `/v1/flows/${created.id}/launch`);
+  const liveSql = live.runtime.deps.database.sql;
+  const started = Date.now();
+  await call('POST', '/v1/events', { externalId: 'quick', type: 'hello' });
+  const { eventually } = await import('./helpers/app.ts');
+  await eventually(async () => ((await liveSql`select 1 from messages where source_id = ${created.id}`).length ? true : undefined));
+  t.ok(Date.now() - started < 10_000, `the first step ran ${Date.now() - started} ms after the event (woken by NOTIFY, not the per-minute tick)`);
+});
