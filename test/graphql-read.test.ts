@@ -124,6 +124,12 @@ t.test('hostile queries are refused before any resolver runs; isolation; bad inp
   await refused('aliased', `{ ${Array.from({ length: 31 }, (_, i) => `a${i}: customer(externalId: "h1") { id }`).join(' ')} }`, /aliases/);
   await refused('fragment cycle', '{ customer(externalId: "h1") { ...A } } fragment A on Customer { ...B } fragment B on Customer { ...A }', /cycle|itself/i);
   await refused('first over the cap', '{ customers(first: 1000) { edges { node { id } } } }', /first must be between/);
+  for (const [what, variables, pattern] of [['first over the cap, from a variable', { a: 1000, b: 1 }, /first must be between/], ['wide, from variables', { a: 100, b: 100 }, /costs/]] as const) {
+    const { result, count } = await statements(() => gql(token, 'query($a: Int, $b: Int) { customers(first: $a) { edges { node { timeline(first: $b) { edges { node { kind at data id } } } } } } }', variables));
+    t.equal(result.statusCode, 400, `${what}: 400`);
+    t.equal(count, 0, `${what}: no resolver ran`);
+    t.match(result.json().errors[0].message, pattern, what);
+  }
   const batched = await caller(app, token)('POST', '/graphql', [{ query: '{ customer(externalId: "h1") { id } }' }, { query: '{ customer(externalId: "h1") { id } }' }]);
   t.equal(batched.statusCode, 400, 'batched queries are off');
 

@@ -10,7 +10,7 @@ import { customerLoaders, customerResolvers, customerSchema, type GraphqlContext
 import { flowResolvers, flowSchema } from '../modules/flows/flows.graphql.ts';
 import { messageLoaders, messageResolvers, messageSchema } from '../modules/messages/messages.graphql.ts';
 import { segmentResolvers, segmentSchema } from '../modules/segments/segments.graphql.ts';
-import { MAX_DEPTH, validationRules } from './limits.ts';
+import { MAX_DEPTH, validationRules, variableLimits } from './limits.ts';
 import { TimelineFeed } from './subscriptions.ts';
 
 export const MAX_QUERY_DEPTH = MAX_DEPTH;
@@ -49,9 +49,9 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; in
     graphiql: opts.introspection,
     queryDepth: MAX_QUERY_DEPTH,
     allowBatchedQueries: false,
-    // Rules that read the variables (the cost of `first: $n`) cannot share mercurius's query cache.
-    validationRules: ({ variables }) => validationRules(variables, opts.introspection),
-    cache: false,
+    // Static rules, so that mercurius caches parsing and validation per query text; `first: $n`
+    // is checked with its value in the preExecution hook below.
+    validationRules: validationRules(undefined, opts.introspection),
     subscription: {
       // The upgrade request went through the same auth hook as every /graphql request.
       context: (_socket, request) => contextOf(request.principal),
@@ -80,6 +80,10 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; in
       if (!formatted.response.data && errors.length && errors.every((e) => e.extensions.code === 'GRAPHQL_VALIDATION_FAILED')) statusCode = 400;
       return { statusCode, response: { data: formatted.response.data ?? null, errors } };
     },
+  });
+  app.graphql.addHook('preExecution', async (_schema, document, _context, variables) => {
+    const problems = variableLimits(document, variables as Record<string, unknown> | undefined);
+    if (problems.length) throw Object.assign(new Error('The query is over a limit'), { errors: problems.map((m) => new GraphQLError(m)), statusCode: 400 });
   });
   // The WebSocket path gets the same limits as HTTP, before anything is subscribed.
   app.graphql.addHook('preSubscriptionExecution', async (schema, document) => {

@@ -6,11 +6,11 @@ import { compileAudience } from '../../audience/audience.service.ts';
 import { matchCustomers, normalizeFilter } from '../../audience/audience.service.ts';
 import type { Filter } from '../../audience/filter.ts';
 import type { Deps } from '../../deps.ts';
-import { invalid } from '../../http/errors.ts';
+import { invalid, notFound } from '../../http/errors.ts';
 import { decodeCursor, encodeCursor } from '../../http/pagination.ts';
 import { timelines, type TimelineKind } from '../messages/timeline.ts';
 import type { Customer } from './customers.schemas.ts';
-import { customerIdByExternalId, fromSqlRow, getCustomer, type CustomerSqlRow } from './customers.service.ts';
+import { fromSqlRow, type CustomerSqlRow } from './customers.service.ts';
 
 export const customerSchema = /* GraphQL */ `
   scalar JSON
@@ -167,8 +167,13 @@ export const customerResolvers: IResolvers = {
     customer: async (_root: unknown, args: { id?: string; externalId?: string }, ctx: GraphqlContext) => {
       if ((args.id == null) === (args.externalId == null)) throw invalid('Give exactly one of id or externalId');
       if (args.id != null && !UUID.test(args.id)) throw invalid('id is not a UUID');
-      const id = args.id ?? (await customerIdByExternalId(ctx.deps, ctx.workspaceId, args.externalId!));
-      return getCustomer(ctx.deps, ctx.workspaceId, id);
+      // One row: consents, subscriptions and the rest come from loaders, only when asked for.
+      const { sql } = ctx.deps.database;
+      const [row] = args.id != null
+        ? await sql<CustomerSqlRow[]>`select * from customers where workspace_id = ${ctx.workspaceId} and id = ${args.id}`
+        : await sql<CustomerSqlRow[]>`select * from customers where workspace_id = ${ctx.workspaceId} and external_id = ${args.externalId!}`;
+      if (!row) throw notFound('Customer');
+      return fromSqlRow(row);
     },
     customers: async (_root: unknown, args: { filter?: unknown; first?: number; after?: string }, ctx: GraphqlContext) => customersPage(ctx, args),
   },
