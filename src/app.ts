@@ -5,11 +5,12 @@ import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Deps } from './deps.ts';
+import { invalid } from './http/errors.ts';
 import { graphqlPlugin } from './graphql/plugin.ts';
 import { authPlugin } from './http/auth.ts';
 import { idempotencyPlugin } from './http/idempotency.ts';
 import { openapiPlugin } from './http/openapi.ts';
-import { problemPlugin } from './http/problem.ts';
+import { problemBody, problemPlugin, sendProblem } from './http/problem.ts';
 import type { App } from './http/types.ts';
 import { validatorCompiler } from './http/validation.ts';
 import { jobs } from './jobs/index.ts';
@@ -36,6 +37,26 @@ export interface BuildOptions {
   logger?: boolean;
 }
 
+/** The JSON pointer of the first string (or key) holding U+0000, if any (iterative: bodies may nest deeply). */
+function nulPointer(root: unknown, base: string): string | undefined {
+  const stack: [unknown, string][] = [[root, base]];
+  while (stack.length) {
+    const [value, at] = stack.pop()!;
+    if (typeof value === 'string') {
+      if (value.includes('\u0000')) return at;
+    } else if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], `${at}/${i}`]);
+    } else if (value && typeof value === 'object') {
+      for (const [key, v] of Object.entries(value)) {
+        const here = `${at}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+        if (key.includes('\u0000')) return here;
+        stack.push([v, here]);
+      }
+    }
+  }
+  return undefined;
+}
+
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
 export async function buildApp({ deps, rootToken, queueReady, logger = true }: BuildOptions): Promise<FastifyInstance> {
@@ -50,6 +71,12 @@ export async function buildApp({ deps, rootToken, queueReady, logger = true }: B
       return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
     },
     requestIdHeader: false,
+    // Router errors answer as problem+json too: a malformed URL is a 400, a path parameter longer
+    // than any id is not found.
+    frameworkErrors: (error, request, reply) => {
+      const tooLong = error.code === 'FST_ERR_MAX_PARAM_LENGTH';
+      return sendProblem(request, reply, problemBody(request, tooLong ? 404 : 400, tooLong ? 'not_found' : 'bad_url', tooLong ? 'Not Found' : 'Bad Request', tooLong ? 'No such resource' : 'The URL is malformed'));
+    },
     bodyLimit: DEFAULT_BODY_LIMIT,
     forceCloseConnections: 'idle',
     return503OnClosing: true,
@@ -61,6 +88,12 @@ export async function buildApp({ deps, rootToken, queueReady, logger = true }: B
   app.addHook('onSend', async (request, reply, payload) => {
     reply.header('x-request-id', request.id);
     return payload;
+  });
+  // PostgreSQL text and jsonb cannot hold U+0000: refuse it up front, naming the field, instead
+  // of failing in the database.
+  app.addHook('preValidation', async (request) => {
+    const at = nulPointer(request.body, '') ?? nulPointer(request.query, '/query');
+    if (at !== undefined) throw invalid('Text may not contain the NUL character (U+0000)', [{ pointer: at, detail: 'contains U+0000' }]);
   });
   // A refused WebSocket upgrade (no key, a bad key) must not leave its socket open: close it
   // once the answer is out, or it would hold the server (and its shutdown) indefinitely.

@@ -262,50 +262,11 @@ const describe = (op: Operation, r: Request, res: { statusCode: number; headers:
 type Res = { statusCode: number; headers: Record<string, unknown>; body: string };
 
 /**
- * Known bugs in src/, each demonstrated by a todo test at the end of this file. A response that
- * one of these explains is recorded (with its request) instead of failing the run, so that the
- * fuzzer keeps looking for other problems; anything else fails.
+ * Bugs the fuzzer found, once fixed, stay as regression tests at the end of this file. A new one
+ * can be listed here while it is being fixed: a response it explains is recorded (with its
+ * request) instead of failing the run, so that the fuzzer keeps looking for other problems.
  */
-const PROTOTYPE_KEYS = /"type":"(__proto__|constructor|toString|toLocaleString|valueOf|hasOwnProperty|isPrototypeOf|propertyIsEnumerable|__defineGetter__|__defineSetter__|__lookupGetter__|__lookupSetter__)"/;
-const problemOf = (res: Res) => (/problem\+json/.test(String(res.headers['content-type'])) ? (JSON.parse(res.body) as { code: string; errors?: { pointer: string }[] }) : undefined);
-const KNOWN: { name: string; matches: (op: Operation, r: Request, res: Res) => boolean }[] = [
-  {
-    // BUG 1: Fastify answers 413 (body over the limit) and 415 (another content type) on every route
-    // with a body, but most operations document neither (problems() lists 413/415 on a few only).
-    name: 'undocumented 413/415',
-    matches: (op, _r, res) => (res.statusCode === 413 || res.statusCode === 415) && !op.responses[String(res.statusCode)] && !!problemOf(res),
-  },
-  {
-    // BUG 2: an Idempotency-Key reused on another route answers 422, undocumented on most POSTs.
-    name: 'undocumented 422 for a reused Idempotency-Key',
-    matches: (op, _r, res) => res.statusCode === 422 && !op.responses['422'] && problemOf(res)?.errors?.[0]?.pointer === '/headers/idempotency-key',
-  },
-  {
-    // BUG 3: the router's own errors skip the problem handler: a bad %-escape in the path (400
-    // FST_ERR_BAD_URL) and a path parameter over 100 characters (414 FST_ERR_MAX_PARAM_LENGTH, not
-    // documented either) answer Fastify's {"error","code","message","statusCode"}, not problem+json.
-    name: 'router errors (FST_ERR_BAD_URL, FST_ERR_MAX_PARAM_LENGTH) are not problem+json',
-    matches: (_op, _r, res) => (res.statusCode === 400 || res.statusCode === 414) && /"code":"FST_ERR_(BAD_URL|MAX_PARAM_LENGTH)"/.test(res.body),
-  },
-  {
-    // BUG 4: the public routes (/t/*, /webhooks/*) validate their path parameter and answer 400,
-    // which their documentation does not list (only 200/302/204, 404, 429, and 401 for webhooks).
-    name: 'undocumented 400 on public routes',
-    matches: (op, _r, res) => res.statusCode === 400 && !op.responses['400'] && op.security?.length === 0 && !!problemOf(res),
-  },
-  {
-    // BUG 5: an audience filter node whose "type" is an Object.prototype key ("__proto__",
-    // "constructor", "toString", ...) crashes the filter checker: 500 instead of 400.
-    name: 'filter type named like an Object.prototype key: 500',
-    matches: (_op, r, res) => res.statusCode === 500 && PROTOTYPE_KEYS.test(r.body ?? ''),
-  },
-  {
-    // BUG 6: a NUL character (\u0000) in a stored string (customer externalId, custom fields, ...)
-    // reaches PostgreSQL, which refuses it: 500 instead of 400.
-    name: 'NUL in a stored string: 500',
-    matches: (_op, r, res) => res.statusCode === 500 && /\\u0000/.test(r.body ?? ''),
-  },
-];
+const KNOWN: { name: string; matches: (op: Operation, r: Request, res: Res) => boolean }[] = [];
 const seen = new Map<string, { count: number; example: string }>();
 function knownBug(op: Operation, r: Request, res: Res): boolean {
   const bug = KNOWN.find((k) => k.matches(op, r, res));
@@ -435,18 +396,8 @@ const gqlArbitrary: fc.Arbitrary<GqlRequest> = fc.oneof(
 
 /** Known GraphQL bugs, each demonstrated by a todo test below. */
 const gqlSeen = new Map<string, string>();
-function knownGraphqlBug(q: GqlRequest, e: { path?: string[] }): string | undefined {
-  const top = e.path?.length === 1 ? e.path[0] : undefined;
-  // BUG 8: a subscription operation sent over HTTP (POST/GET /graphql) crashes instead of being refused.
-  if (top === 'timelineUpdated') return 'subscription over HTTP crashes';
-  // BUG 7: flow/action/segment/template(id:) pass a non-UUID id to PostgreSQL: INTERNAL_SERVER_ERROR instead of BAD_USER_INPUT.
-  if (top && ['flow', 'action', 'segment', 'template'].includes(top)) return 'non-UUID id crashes flow/action/segment/template';
-  const text = q.query + JSON.stringify(q.variables);
-  // BUG 6 again: a NUL in an argument (customer(externalId:), ...) reaches PostgreSQL.
-  if (/\\u0000|\u0000/.test(text)) return 'NUL in an argument crashes the resolver';
-  // BUG 5 again: customers(filter:) with a node type named like an Object.prototype key.
-  if (top === 'customers' && /(__proto__|constructor|toString|toLocaleString|valueOf|hasOwnProperty|isPrototypeOf|propertyIsEnumerable)/.test(text)) return 'filter type named like an Object.prototype key';
-  return undefined;
+function knownGraphqlBug(_q: GqlRequest, _e: { path?: string[] }): string | undefined {
+  return undefined; // none known: the eight found so far are fixed and kept as tests below
 }
 
 t.test(`GraphQL: ${GQL_RUNS} random queries, never a 5xx, every error with a code and nothing internal`, async (t) => {
@@ -488,7 +439,7 @@ t.test(`GraphQL: ${GQL_RUNS} random queries, never a 5xx, every error with a cod
 // Each asserts the right behaviour and fails today. tap reports them as todo (and does not run
 // them); FUZZ_KNOWN_BUGS=1 runs them as plain tests, to see each bug fail. When the owner fixes
 // one, its test passes with FUZZ_KNOWN_BUGS=1: drop its `todo` and its KNOWN entry above.
-const todo = (reason: string) => (process.env.FUZZ_KNOWN_BUGS === '1' ? {} : { todo: reason });
+const todo = (_reason: string) => ({}); // fixed: these run as plain regression tests
 
 const keyCall = caller(app, seeded.token);
 const isProblem = (res: Res) => /application\/problem\+json/.test(String(res.headers['content-type']));

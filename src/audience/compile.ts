@@ -79,8 +79,8 @@ class Builder {
   // ---- values -------------------------------------------------------------------------------------
 
   field(node: FieldCondition): string {
-    if (node.field in TEXT_FIELDS) return `coalesce(${this.textTest(`c.${TEXT_FIELDS[node.field as keyof typeof TEXT_FIELDS]}`, node)}, false)`;
-    if (node.field in TIME_FIELDS) return `coalesce(${this.timeTest(`c.${TIME_FIELDS[node.field as keyof typeof TIME_FIELDS]}`, node)}, false)`;
+    if (Object.hasOwn(TEXT_FIELDS, node.field)) return `coalesce(${this.textTest(`c.${TEXT_FIELDS[node.field as keyof typeof TEXT_FIELDS]}`, node)}, false)`;
+    if (Object.hasOwn(TIME_FIELDS, node.field)) return `coalesce(${this.timeTest(`c.${TIME_FIELDS[node.field as keyof typeof TIME_FIELDS]}`, node)}, false)`;
     return `coalesce(${this.jsonTest('c.custom', node.field.split('.').slice(1), node)}, false)`;
   }
 

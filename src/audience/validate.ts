@@ -85,8 +85,8 @@ export function checkFilter(filter: unknown, pointer = ''): Checked {
     field(node, at) {
       const field = node.field;
       let kind: Kind | undefined;
-      if (typeof field === 'string' && field in TEXT_FIELDS) kind = 'text';
-      else if (typeof field === 'string' && field in TIME_FIELDS) kind = 'time';
+      if (typeof field === 'string' && Object.hasOwn(TEXT_FIELDS, field)) kind = 'text';
+      else if (typeof field === 'string' && Object.hasOwn(TIME_FIELDS, field)) kind = 'time';
       else if (typeof field === 'string' && CUSTOM_PATH.test(field)) kind = 'json';
       if (!kind) return fail(`${at}/field`, `unknown field; one of ${[...Object.keys(TEXT_FIELDS), ...Object.keys(TIME_FIELDS)].join(', ')} or custom.<path>`);
       valueTest(node, at, kind, ['type', 'field']);
@@ -166,7 +166,7 @@ export function checkFilter(filter: unknown, pointer = ''): Checked {
       only(node, at, ['not']);
       return walk(node.not, `${at}/not`, depth + 1);
     }
-    const check = typeof node.type === 'string' ? conditions[node.type] : undefined;
+    const check = typeof node.type === 'string' && Object.hasOwn(conditions, node.type) ? conditions[node.type] : undefined;
     if (!check) return fail(`${at}/type`, `must be one of ${Object.keys(conditions).join(', ')} (or use all, any, not)`);
     check(node, at);
   };

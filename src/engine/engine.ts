@@ -6,7 +6,6 @@
 import type { PgBoss } from 'pg-boss';
 import type { TransactionSql } from 'postgres';
 import type { Deps } from '../deps.ts';
-import { newId } from '../ids.ts';
 import type { FlowGraph, FlowNode } from '../modules/flows/flows.graph.ts';
 import type { FlowSettings } from '../modules/flows/flows.schemas.ts';
 import { handlers } from './nodes.ts';
@@ -25,6 +24,8 @@ export interface Entry {
   waitingFor: string | null;
   exitReason: string | null;
   hops: number;
+  /** The context as claimed: an entry whose context is still this object is not rewritten. */
+  claimedContext?: Record<string, unknown>;
 }
 
 export interface Decision {
@@ -181,7 +182,7 @@ export async function tick(deps: Pick<Deps, 'database' | 'boss' | 'clock'>, batc
     if (!rows.length) return 0;
     const entries: Entry[] = rows.map((r) => ({
       workspaceId: r.workspace_id, id: r.id, flowId: r.flow_id, customerId: r.customer_id, version: r.version, nodeId: r.node_id,
-      context: r.context, enteredAt: r.entered_at, state: 'active', wakeAt: r.wake_at, waitingFor: null, exitReason: null, hops: 0,
+      context: r.context, enteredAt: r.entered_at, state: 'active', wakeAt: r.wake_at, waitingFor: null, exitReason: null, hops: 0, claimedContext: r.context,
     }));
     const decisions = await advance(tx, deps, entries, { now });
     await writeEntries(tx, entries, now);
@@ -198,12 +199,13 @@ export async function drainFlows(deps: Pick<Deps, 'database' | 'boss' | 'clock'>
 }
 
 async function writeEntries(tx: TransactionSql, entries: Entry[], now: Date): Promise<void> {
+  // Handlers replace an entry's context when they change it: unchanged ones are not sent back.
   const rows = entries.map((e) => ({
     workspace_id: e.workspaceId, id: e.id, node_id: e.nodeId, state: e.state, wake_at: e.wakeAt.toISOString(), waiting_for: e.waitingFor,
-    context: e.context, exit_reason: e.exitReason,
+    context: e.context === e.claimedContext ? null : e.context, exit_reason: e.exitReason,
   }));
   await tx`
-    update flow_entries f set node_id = r.node_id, state = r.state, wake_at = r.wake_at, waiting_for = r.waiting_for, context = r.context,
+    update flow_entries f set node_id = r.node_id, state = r.state, wake_at = r.wake_at, waiting_for = r.waiting_for, context = coalesce(r.context, f.context),
       exit_reason = r.exit_reason, exited_at = case when r.state = 'done' then ${now}::timestamptz end, updated_at = ${now}
     from json_to_recordset(${JSON.stringify(rows)}::json) as r(workspace_id uuid, id uuid, node_id text, state text, wake_at timestamptz, waiting_for text, context jsonb, exit_reason text)
     where f.workspace_id = r.workspace_id and f.id = r.id`;
@@ -219,12 +221,12 @@ async function writeEntries(tx: TransactionSql, entries: Entry[], now: Date): Pr
 async function writeDecisions(tx: TransactionSql, decisions: Decision[], now: Date): Promise<void> {
   for (let i = 0; i < decisions.length; i += 10000) {
     const rows = decisions.slice(i, i + 10000).map((d) => ({
-      workspace_id: d.entry.workspaceId, id: newId(), flow_id: d.entry.flowId, version: d.entry.version, entry_id: d.entry.id, customer_id: d.entry.customerId,
+      workspace_id: d.entry.workspaceId, flow_id: d.entry.flowId, version: d.entry.version, entry_id: d.entry.id, customer_id: d.entry.customerId,
       node_id: d.nodeId, node_type: d.nodeType, branch: d.branch, reason: d.reason,
     }));
     await tx`
       insert into flow_decisions (workspace_id, id, flow_id, version, entry_id, customer_id, node_id, node_type, branch, reason, at)
-      select r.workspace_id, r.id, r.flow_id, r.version, r.entry_id, r.customer_id, r.node_id, r.node_type, r.branch, r.reason, ${now}
-      from json_to_recordset(${JSON.stringify(rows)}::json) as r(workspace_id uuid, id uuid, flow_id uuid, version int, entry_id uuid, customer_id uuid, node_id text, node_type text, branch text, reason jsonb)`;
+      select r.workspace_id, herald_uuid_v7(${now}::timestamptz), r.flow_id, r.version, r.entry_id, r.customer_id, r.node_id, r.node_type, r.branch, r.reason, ${now}
+      from json_to_recordset(${JSON.stringify(rows)}::json) as r(workspace_id uuid, flow_id uuid, version int, entry_id uuid, customer_id uuid, node_id text, node_type text, branch text, reason jsonb)`;
   }
 }

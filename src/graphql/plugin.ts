@@ -1,10 +1,11 @@
 // GraphQL at /graphql: the same keys as REST (checked by the auth hook before mercurius runs),
 // a depth limit, and errors that carry a code and never a stack or SQL.
 import type { FastifyInstance } from 'fastify';
-import { GraphQLError, GraphQLScalarType, validate, valueFromASTUntyped, type SourceLocation } from 'graphql';
+import { GraphQLError, GraphQLScalarType, validate, valueFromASTUntyped, type SourceLocation, type ValidationRule } from 'graphql';
 import mercurius, { type IResolvers } from 'mercurius';
 import type { Deps } from '../deps.ts';
 import { HeraldError } from '../http/errors.ts';
+import { isBadData } from '../http/problem.ts';
 import { actionResolvers, actionSchema } from '../modules/actions/actions.graphql.ts';
 import { customerLoaders, customerResolvers, customerSchema, type GraphqlContext } from '../modules/customers/customers.graphql.ts';
 import { flowResolvers, flowSchema } from '../modules/flows/flows.graphql.ts';
@@ -22,6 +23,13 @@ const DateTime = new GraphQLScalarType({ name: 'DateTime', serialize: (v) => (v 
 
 /** The whole schema (also written to openapi/schema.graphql by `npm run openapi`). */
 export const schema = [customerSchema, messageSchema, flowSchema, actionSchema, segmentSchema].join('\n');
+
+/** Subscriptions live on the WebSocket; over HTTP they are refused with that answer. */
+const noSubscriptionOverHttp: ValidationRule = (context) => ({
+  OperationDefinition(node) {
+    if (node.operation === 'subscription') context.reportError(new GraphQLError('Subscriptions are served over WebSocket (graphql-transport-ws) at /graphql, not over HTTP', { nodes: node }));
+  },
+});
 
 function mergeResolvers(...all: IResolvers[]): IResolvers {
   const out: Record<string, Record<string, unknown>> = {};
@@ -51,7 +59,7 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; in
     allowBatchedQueries: false,
     // Static rules, so that mercurius caches parsing and validation per query text; `first: $n`
     // is checked with its value in the preExecution hook below.
-    validationRules: validationRules(undefined, opts.introspection),
+    validationRules: [...validationRules(undefined, opts.introspection), noSubscriptionOverHttp],
     subscription: {
       // The upgrade request went through the same auth hook as every /graphql request.
       context: (_socket, request) => contextOf(request.principal),
@@ -69,6 +77,9 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; in
         }
         if (Array.isArray(original?.errors)) {
           return original.errors.map((inner) => ({ message: inner.message, locations: inner.locations, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } }));
+        }
+        if (original && isBadData(original)) {
+          return [{ message: 'A value cannot be stored or compared (out of range or malformed)', locations: e.locations, path: e.path, extensions: { code: 'BAD_USER_INPUT' } }];
         }
         if (original && e.path && !(original instanceof GraphQLError)) {
           app.log.error({ err: original }, 'graphql resolver error');

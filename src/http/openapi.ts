@@ -5,7 +5,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { TSchema } from 'typebox';
-import { Problem } from './problem.ts';
+import { Problem, problems } from './problem.ts';
 import { ApiKey, CreatedApiKey, Workspace } from '../modules/workspaces/workspaces.schemas.ts';
 import { Consent, Customer, CustomerDetail, PushSubscription } from '../modules/customers/customers.schemas.ts';
 import { Event, IngestResult } from '../modules/events/events.schemas.ts';
@@ -63,6 +63,17 @@ export const openapiPlugin = fp(
         const out = { ...(schema as object) } as Record<string, unknown>;
         if (!access || access === 'public') out.security = [];
         if (!schema || url.startsWith('/docs') || url === '/openapi.json' || url.startsWith('/graphql') || url.startsWith('/graphiql')) out.hide = true;
+        // What any route can answer whatever its handler does: 400 for bad input (a malformed
+        // URL too), 413/415 for a body, 409/422 for an Idempotency-Key on a POST.
+        if (out.response) {
+          const method = ([] as string[]).concat(route.method)[0];
+          const extra = [
+            ...(out.body || out.querystring || out.params ? [400] : []),
+            ...(out.body ? [413, 415] : []),
+            ...(method === 'POST' && url.startsWith('/v1') ? [409, 422] : []),
+          ];
+          out.response = { ...problems(...extra), ...(out.response as object) };
+        }
         return { schema: out as never, url };
       },
     });

@@ -144,6 +144,11 @@ export const problemPlugin = fp(
       if (error.statusCode === 429) {
         return sendProblem(request, reply, problemBody(request, 429, 'rate_limited', 'Too Many Requests', error.message));
       }
+      if (isBadData(error)) {
+        // A value PostgreSQL refuses (a number out of range, text it cannot store): the input's fault.
+        request.log.warn({ err: error }, 'value refused by the database');
+        return sendProblem(request, reply, problemBody(request, 400, 'invalid_value', 'Bad Request', 'A value in the request cannot be stored or compared (out of range or malformed)'));
+      }
       if (isDatabaseDown(error)) {
         request.log.warn({ err: error }, 'database unavailable');
         return sendProblem(request, reply, problemBody(request, 503, 'unavailable', 'Service Unavailable', 'The database is unavailable; retry shortly'), { 'retry-after': '5' });
@@ -162,6 +167,12 @@ export const problemPlugin = fp(
 );
 
 const DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', '57P01', '57P03']);
+/** PostgreSQL's data exceptions (class 22): a malformed or out-of-range value. */
+export function isBadData(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code ?? (error as { cause?: { code?: unknown } } | null)?.cause?.code;
+  return typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code) && (error as { name?: string }).name === 'PostgresError';
+}
+
 function isDatabaseDown(error: { code?: string }): boolean {
   return typeof error.code === 'string' && DOWN_CODES.has(error.code);
 }

@@ -2,7 +2,7 @@
 // from actions.service.ts and actions.report.ts (the same functions as REST).
 import type { IResolvers } from 'mercurius';
 import type { GraphqlContext } from '../customers/customers.graphql.ts';
-import { connectionOf, firstOf } from '../customers/customers.graphql.ts';
+import { connectionOf, firstOf, uuidArg } from '../customers/customers.graphql.ts';
 import { actionReport } from './actions.report.ts';
 import { getAction, listActions } from './actions.service.ts';
 
@@ -48,7 +48,7 @@ export const actionSchema = /* GraphQL */ `
 
 export const actionResolvers: IResolvers = {
   Query: {
-    action: (_root: unknown, args: { id: string }, ctx: GraphqlContext) => getAction(ctx.deps, ctx.workspaceId, args.id),
+    action: (_root: unknown, args: { id: string }, ctx: GraphqlContext) => getAction(ctx.deps, ctx.workspaceId, uuidArg(args.id)),
     actions: async (_root: unknown, args: { first?: number; after?: string; kind?: string; status?: string }, ctx: GraphqlContext) => {
       return connectionOf(await listActions(ctx.deps, ctx.workspaceId, {
         limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}), ...(args.kind ? { kind: args.kind as never } : {}), ...(args.status ? { status: args.status as never } : {}),

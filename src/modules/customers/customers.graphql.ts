@@ -119,6 +119,12 @@ declare module 'mercurius' {
 export const MAX_FIRST = 100;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/** An ID argument that must be a Herald id (a UUID): anything else is a BAD_USER_INPUT. */
+export function uuidArg(id: unknown, name = 'id'): string {
+  if (typeof id !== 'string' || !UUID.test(id)) throw invalid(`${name} is not a UUID`);
+  return id;
+}
+
 /** `first` within 0..100, or a BAD_USER_INPUT. */
 export function firstOf(first: number | null | undefined, fallback = 20): number {
   const n = first ?? fallback;
@@ -166,7 +172,7 @@ export const customerResolvers: IResolvers = {
   Query: {
     customer: async (_root: unknown, args: { id?: string; externalId?: string }, ctx: GraphqlContext) => {
       if ((args.id == null) === (args.externalId == null)) throw invalid('Give exactly one of id or externalId');
-      if (args.id != null && !UUID.test(args.id)) throw invalid('id is not a UUID');
+      if (args.id != null) uuidArg(args.id);
       // One row: consents, subscriptions and the rest come from loaders, only when asked for.
       const { sql } = ctx.deps.database;
       const [row] = args.id != null

@@ -2,7 +2,7 @@
 // flows.stats.ts (the same functions as REST).
 import type { IResolvers } from 'mercurius';
 import type { GraphqlContext } from '../customers/customers.graphql.ts';
-import { connectionOf, firstOf } from '../customers/customers.graphql.ts';
+import { connectionOf, firstOf, uuidArg } from '../customers/customers.graphql.ts';
 import { getFlow, listFlows, listVersions } from './flows.service.ts';
 import { flowStats } from './flows.stats.ts';
 
@@ -53,7 +53,7 @@ export const flowSchema = /* GraphQL */ `
 
 export const flowResolvers: IResolvers = {
   Query: {
-    flow: (_root: unknown, args: { id: string }, ctx: GraphqlContext) => getFlow(ctx.deps, ctx.workspaceId, args.id),
+    flow: (_root: unknown, args: { id: string }, ctx: GraphqlContext) => getFlow(ctx.deps, ctx.workspaceId, uuidArg(args.id)),
     flows: async (_root: unknown, args: { first?: number; after?: string }, ctx: GraphqlContext) => {
       return connectionOf(await listFlows(ctx.deps, ctx.workspaceId, { limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}) }));
     },

@@ -59,7 +59,7 @@ export function checkGraph(graph: unknown, at = '/graph'): FieldError[] {
   graph.nodes.forEach((raw, i) => {
     const p = `${at}/nodes/${i}`;
     if (!isObject(raw)) return fail(p, 'must be a node object');
-    const validate = typeof raw.type === 'string' ? validators[raw.type] : undefined;
+    const validate = typeof raw.type === 'string' && Object.hasOwn(validators, raw.type) ? validators[raw.type] : undefined;
     if (!validate) return fail(`${p}/type`, `unknown node type; one of ${Object.keys(NODE_SCHEMAS).join(', ')}`);
     if (!validate(raw)) return errors.push(...fieldErrors(validate.errors as never, 'body').map((e) => ({ ...e, pointer: `${p}${e.pointer}` })));
     const node = raw as unknown as FlowNode;

@@ -3,7 +3,7 @@ import type { IResolvers } from 'mercurius';
 import { countAudience } from '../../audience/audience.service.ts';
 import type { Filter } from '../../audience/filter.ts';
 import type { GraphqlContext } from '../customers/customers.graphql.ts';
-import { connectionOf, firstOf } from '../customers/customers.graphql.ts';
+import { connectionOf, firstOf, uuidArg } from '../customers/customers.graphql.ts';
 import { getTemplate, listTemplates } from '../templates/templates.service.ts';
 import { getSegment, listSegments } from './segments.service.ts';
 
@@ -61,10 +61,10 @@ export const segmentSchema = /* GraphQL */ `
 
 export const segmentResolvers: IResolvers = {
   Query: {
-    segment: (_root: unknown, args: { id: string }, ctx: GraphqlContext) => getSegment(ctx.deps, ctx.workspaceId, args.id),
+    segment: (_root: unknown, args: { id: string }, ctx: GraphqlContext) => getSegment(ctx.deps, ctx.workspaceId, uuidArg(args.id)),
     segments: async (_root: unknown, args: { first?: number; after?: string }, ctx: GraphqlContext) =>
       connectionOf(await listSegments(ctx.deps, ctx.workspaceId, { limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}) })),
-    template: (_root: unknown, args: { id: string; version?: number }, ctx: GraphqlContext) => getTemplate(ctx.deps, ctx.workspaceId, args.id, args.version ?? undefined),
+    template: (_root: unknown, args: { id: string; version?: number }, ctx: GraphqlContext) => getTemplate(ctx.deps, ctx.workspaceId, uuidArg(args.id), args.version ?? undefined),
     templates: async (_root: unknown, args: { first?: number; after?: string; channel?: string }, ctx: GraphqlContext) =>
       connectionOf(await listTemplates(ctx.deps, ctx.workspaceId, { limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}), ...(args.channel ? { channel: args.channel as never } : {}) })),
   },
