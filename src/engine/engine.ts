@@ -6,6 +6,7 @@
 import type { PgBoss } from 'pg-boss';
 import type { TransactionSql } from 'postgres';
 import type { Deps } from '../deps.ts';
+import { newId } from '../ids.ts';
 import type { FlowGraph, FlowNode } from '../modules/flows/flows.graph.ts';
 import type { FlowSettings } from '../modules/flows/flows.schemas.ts';
 import { handlers } from './nodes.ts';
@@ -220,13 +221,14 @@ async function writeEntries(tx: TransactionSql, entries: Entry[], now: Date): Pr
 
 async function writeDecisions(tx: TransactionSql, decisions: Decision[], now: Date): Promise<void> {
   for (let i = 0; i < decisions.length; i += 10000) {
+    // Ids from this process are increasing: decisions made in one tick keep their order on the timeline.
     const rows = decisions.slice(i, i + 10000).map((d) => ({
-      workspace_id: d.entry.workspaceId, flow_id: d.entry.flowId, version: d.entry.version, entry_id: d.entry.id, customer_id: d.entry.customerId,
+      workspace_id: d.entry.workspaceId, id: newId(), flow_id: d.entry.flowId, version: d.entry.version, entry_id: d.entry.id, customer_id: d.entry.customerId,
       node_id: d.nodeId, node_type: d.nodeType, branch: d.branch, reason: d.reason,
     }));
     await tx`
       insert into flow_decisions (workspace_id, id, flow_id, version, entry_id, customer_id, node_id, node_type, branch, reason, at)
-      select r.workspace_id, herald_uuid_v7(${now}::timestamptz), r.flow_id, r.version, r.entry_id, r.customer_id, r.node_id, r.node_type, r.branch, r.reason, ${now}
-      from json_to_recordset(${JSON.stringify(rows)}::json) as r(workspace_id uuid, flow_id uuid, version int, entry_id uuid, customer_id uuid, node_id text, node_type text, branch text, reason jsonb)`;
+      select r.workspace_id, r.id, r.flow_id, r.version, r.entry_id, r.customer_id, r.node_id, r.node_type, r.branch, r.reason, ${now}
+      from json_to_recordset(${JSON.stringify(rows)}::json) as r(workspace_id uuid, id uuid, flow_id uuid, version int, entry_id uuid, customer_id uuid, node_id text, node_type text, branch text, reason jsonb)`;
   }
 }
