@@ -13,6 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
 import { describeFailures, int, load, type LoadOptions, type LoadResult } from './bench-lib.ts';
+import type { Runtime } from '../src/runtime/runtime.ts';
 
 /** Pause after each measurement, so that requests cut off at its end do not overlap the next one. */
 export const DRAIN_MS = 300;
@@ -32,8 +33,11 @@ const isQuestion = (m: unknown): m is Question => typeof m === 'object' && m !==
 const isAnswer = (m: unknown): m is Answer => typeof m === 'object' && m !== null && typeof (m as Answer).seq === 'number' && !('ask' in m);
 export type Answers = Record<string, (question: Question) => unknown>;
 
-/** Herald itself (a child mode), started through the runtime API like server.ts does; `extra` adds to its configuration. */
-export async function serveHerald(extra: Record<string, string> = {}, answers: Answers = {}): Promise<void> {
+/**
+ * Herald itself (a child mode), started through the runtime API like server.ts does; `extra` adds to its configuration.
+ * `answers` may be made from the runtime (its deps, its pool), for questions answered inside Herald's process.
+ */
+export async function serveHerald(extra: Record<string, string> = {}, answers: Answers | ((runtime: Runtime) => Answers) = {}): Promise<void> {
   const { loadConfig } = await import('../src/config.ts');
   const { startRuntime } = await import('../src/runtime/runtime.ts');
   const env = process.env;
@@ -52,7 +56,7 @@ export async function serveHerald(extra: Record<string, string> = {}, answers: A
   // Logs at LOG_LEVEL=warn: silent on the happy path; the parent collects what a failure logs.
   const runtime = await startRuntime(config, { logger: true });
   await runtime.app.listen({ port: 0, host: '127.0.0.1' });
-  await announce(runtime.app.server.address(), () => runtime.close(), answers);
+  await announce(runtime.app.server.address(), () => runtime.close(), typeof answers === 'function' ? answers(runtime) : answers);
 }
 
 /** Tells the parent the port, answers its questions, then stops on its word or when it goes away. */
