@@ -72,10 +72,15 @@ export async function timelines(sql: Sql, workspaceId: string, customerIds: stri
       where x.workspace_id = $1::uuid and x.customer_id = c.id ${bounds.map((x) => `and ${x}`).join(' ')}
       order by ${b.at} desc, x.id desc limit $3::int)`;
   });
+  // One customer (REST, customer(id) { timeline }) is the common case: a single value instead of
+  // unnest() lets PostgreSQL keep the prepared statement's generic plan (bench:graphql).
+  const one = customerIds.length === 1;
+  if (one) params[1] = customerIds[0];
   const rows = await sql.unsafe<{ customer_id: string; kind: TimelineKind; id: string; at: Date; data: Record<string, unknown> }[]>(
-    `select c.id as customer_id, t.kind, t.id, t.at, t.data from unnest($2::uuid[]) as c(id)
+    `select c.id as customer_id, t.kind, t.id, t.at, t.data from ${one ? '(select $2::uuid as id)' : 'unnest($2::uuid[])'} as c(id)
      cross join lateral (select * from (${branches.join(' union all ')}) u order by at desc, id desc limit $3::int) t`,
     params as never[],
+    { prepare: true },
   );
   for (const id of customerIds) out.set(id, { entries: [], hasNextPage: false, nextCursor: null });
   for (const r of rows) {
