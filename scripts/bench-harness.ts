@@ -263,9 +263,25 @@ export async function startChild(script: string, name: string, args: string[], o
   stopAtCleanup(child, name);
   const port = await portOf(child, name);
   child.once('exit', (code, signal) => {
-    if (!cleaning) failures.push({ what: name, detail: `the ${options.noun ?? 'process'} exited during the bench (${signal ?? code})` });
+    if (!cleaning && !stoppedEarly.has(child)) failures.push({ what: name, detail: `the ${options.noun ?? 'process'} exited during the bench (${signal ?? code})` });
   });
   return { port, child };
+}
+
+const stoppedEarly = new WeakSet<ChildProcess>();
+
+/** Stops a child before the end of the run (a phase is done with it): its exit is then no failure. */
+export async function stopChild(child: ChildProcess, name: string): Promise<void> {
+  stoppedEarly.add(child);
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exit = new Promise<void>((ok) => child.once('exit', () => ok()));
+  if (child.connected) child.send('stop');
+  const stopped = await Promise.race([exit.then(() => true), sleep(25_000).then(() => false)]);
+  if (!stopped) {
+    process.stderr.write(`${name} did not stop in time: killing it\n`);
+    child.kill('SIGKILL');
+    await exit;
+  }
 }
 
 function stopAtCleanup(child: ChildProcess, name: string): void {
