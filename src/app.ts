@@ -37,7 +37,7 @@ export interface BuildOptions {
   logger?: boolean;
 }
 
-/** The JSON pointer of the first string (or key) holding U+0000, if any (iterative: bodies may nest deeply). */
+/** The JSON pointer of the first string (or key) holding U+0000 in parsed JSON, if any (iterative: bodies may nest deeply). */
 function nulPointer(root: unknown, base: string): string | undefined {
   const stack: [unknown, string][] = [[root, base]];
   while (stack.length) {
@@ -46,7 +46,8 @@ function nulPointer(root: unknown, base: string): string | undefined {
       if (value.includes('\u0000')) return at;
     } else if (Array.isArray(value)) {
       for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], `${at}/${i}`]);
-    } else if (value && typeof value === 'object') {
+    } else if (value && typeof value === 'object' && typeof (value as { pipe?: unknown }).pipe !== 'function' && !Buffer.isBuffer(value)) {
+      // Parsed JSON and query strings only: a streamed body (a CSV import) is not walked.
       for (const [key, v] of Object.entries(value)) {
         const here = `${at}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`;
         if (key.includes('\u0000')) return here;

@@ -114,3 +114,15 @@ t.test('rate limit per API key: 429 with Retry-After', async (t) => {
   t.equal((await b.call('GET', '/v1/customers')).statusCode, 200, 'another key has its own budget');
   t.equal((await limited.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'operations are not limited');
 });
+
+t.test('U+0000 is refused with a pointer, in bodies and query strings alike (PostgreSQL cannot store it)', async (t) => {
+  const nul = await startHerald(t, { HERALD_ROLE: 'api' });
+  const { call } = await workspaceWithKey(nul.app);
+  const inQuery = await call('GET', '/v1/customers?externalId=a%00b');
+  t.equal(inQuery.statusCode, 400);
+  t.same(inQuery.json().errors, [{ pointer: '/query/externalId', detail: 'contains U+0000' }]);
+  const inBody = await call('POST', '/v1/customers', { externalId: 'x', custom: { notes: ['ok', 'a\u0000b'] } });
+  t.equal(inBody.statusCode, 400);
+  t.same(inBody.json().errors, [{ pointer: '/custom/notes/1', detail: 'contains U+0000' }]);
+  t.equal((await call('GET', '/v1/customers')).json().data.length, 0, 'nothing stored');
+});

@@ -169,8 +169,9 @@ export const problemPlugin = fp(
 const DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', '57P01', '57P03']);
 /** PostgreSQL's data exceptions (class 22): a malformed or out-of-range value. */
 export function isBadData(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code ?? (error as { cause?: { code?: unknown } } | null)?.cause?.code;
-  return typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code) && (error as { name?: string }).name === 'PostgresError';
+  // drizzle wraps the driver's error: the PostgresError may be the cause.
+  const pg = [error, (error as { cause?: unknown } | null)?.cause].find((e) => (e as { name?: string } | null)?.name === 'PostgresError') as { code?: unknown } | undefined;
+  return typeof pg?.code === 'string' && /^22[0-9A-Z]{3}$/.test(pg.code);
 }
 
 function isDatabaseDown(error: { code?: string }): boolean {
