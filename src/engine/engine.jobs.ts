@@ -6,22 +6,36 @@ import type { JobDefinition } from '../jobs/queue.ts';
 export const FLOW_TICK_QUEUE = 'flow-tick';
 /** Claim loops per tick job: SKIP LOCKED lets them share the due entries. */
 const LOOPS = 2;
+/** A tick job drains for at most this long, then hands over to a fresh job if work is left. */
+const SLICE_MS = 60_000;
+/**
+ * Workers beat every 10 s while a job runs; a job whose worker died (kill -9) is failed and
+ * retried by pg-boss's monitor instead of staying active until it expires (with a stately
+ * queue, the flows-kill test found the engine stalled for the 15 minutes of the old expiry).
+ */
+export const HEARTBEAT_SECONDS = 20;
 
 export const flowTickJob: JobDefinition = {
   name: FLOW_TICK_QUEUE,
-  // stately: one tick running and one waiting, however many events wake it.
-  queue: { retryLimit: 2, retryDelay: 1, expireInSeconds: 900, policy: 'stately', notify: true } as never,
+  // short: at most one wake-up waiting, however many events send one; ticks of several workers
+  // may run at once (SKIP LOCKED shares the entries), and a dead worker's tick blocks nobody.
+  queue: { retryLimit: 2, retryDelay: 1, expireInSeconds: 300, heartbeatSeconds: HEARTBEAT_SECONDS, policy: 'short', notify: true } as never,
   work: { pollingIntervalSeconds: 1, batchSize: 1 },
   cron: '* * * * *',
   handler: async (deps) => {
-    const { drainFlows } = await import('./engine.ts');
-    await Promise.all(Array.from({ length: LOOPS }, () => drainFlows(deps)));
+    const { drainFlows, DEFAULT_BATCH } = await import('./engine.ts');
+    const until = Date.now() + SLICE_MS;
+    await Promise.all(Array.from({ length: LOOPS }, () => drainFlows(deps, DEFAULT_BATCH, until)));
+    if (Date.now() >= until) {
+      const { wake } = await import('./entries.ts');
+      await wake(deps.boss);
+    }
   },
 };
 
 export const flowScheduleJob: JobDefinition = {
   name: 'flow-schedule',
-  queue: { retryLimit: 1, expireInSeconds: 300, policy: 'singleton' } as never,
+  queue: { retryLimit: 1, expireInSeconds: 300, heartbeatSeconds: HEARTBEAT_SECONDS, policy: 'singleton' } as never,
   cron: '* * * * *',
   handler: async (deps) => {
     const { enterScheduled } = await import('./entries.ts');

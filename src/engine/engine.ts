@@ -192,10 +192,10 @@ export async function tick(deps: Pick<Deps, 'database' | 'boss' | 'clock'>, batc
   });
 }
 
-/** Runs ticks until nothing is due (tests, and the worker's drain). */
-export async function drainFlows(deps: Pick<Deps, 'database' | 'boss' | 'clock'>, batch = DEFAULT_BATCH): Promise<number> {
+/** Runs ticks until nothing is due, or until the deadline (ms since the epoch) passes. */
+export async function drainFlows(deps: Pick<Deps, 'database' | 'boss' | 'clock'>, batch = DEFAULT_BATCH, until = Infinity): Promise<number> {
   let total = 0;
-  for (let n = await tick(deps, batch); n > 0; n = await tick(deps, batch)) total += n;
+  for (let n = await tick(deps, batch); n > 0 && Date.now() < until; n = await tick(deps, batch)) total += n;
   return total;
 }
 

@@ -12,6 +12,7 @@ import type { Deps } from '../../deps.ts';
 import { newId } from '../../ids.ts';
 import { fromPostgres } from '../../jobs/postgres-adapter.ts';
 import type { JobDefinition } from '../../jobs/queue.ts';
+import { HEARTBEAT_SECONDS } from '../../engine/engine.jobs.ts';
 import type { EventHook } from '../events/events.hooks.ts';
 import { SEND_QUEUE } from '../messages/outbox.ts';
 import { nextRun, type StoredSchedule } from './actions.schedule.ts';
@@ -210,7 +211,7 @@ async function runTriggered(deps: Deps, job: Job<{ workspaceId: string; actionId
 
 export const actionSchedulerJob: JobDefinition = {
   name: SCHEDULE_QUEUE,
-  queue: { retryLimit: 1, expireInSeconds: 120, policy: 'singleton' } as never,
+  queue: { retryLimit: 1, expireInSeconds: 120, heartbeatSeconds: HEARTBEAT_SECONDS, policy: 'singleton' } as never,
   cron: '* * * * *',
   handler: async (deps) => {
     while ((await scheduleDueActions(deps)).length === 200);
@@ -219,7 +220,7 @@ export const actionSchedulerJob: JobDefinition = {
 
 export const actionRunJob: JobDefinition<{ workspaceId: string; runId: string }> = {
   name: RUN_QUEUE,
-  queue: { retryLimit: 3, retryDelay: 5, expireInSeconds: 1800, notify: true } as never,
+  queue: { retryLimit: 3, retryDelay: 5, expireInSeconds: 1800, heartbeatSeconds: HEARTBEAT_SECONDS, notify: true } as never,
   work: { pollingIntervalSeconds: 1, batchSize: 1 },
   handler: async (deps, jobs) => {
     for (const job of jobs) await executeRun(deps, job.data.workspaceId, job.data.runId);
@@ -228,8 +229,9 @@ export const actionRunJob: JobDefinition<{ workspaceId: string; runId: string }>
 
 export const actionTriggerJob: JobDefinition<{ workspaceId: string; actionId: string }> = {
   name: TRIGGER_QUEUE,
-  // stately: one run waiting and one running per action, however many events arrive.
-  queue: { retryLimit: 3, retryDelay: 5, expireInSeconds: 1800, policy: 'stately', notify: true } as never,
+  // short: one run waiting per action, however many events arrive (runs are keyed by job, and
+  // the outbox's unique key makes concurrent runs of one action harmless).
+  queue: { retryLimit: 3, retryDelay: 5, expireInSeconds: 1800, heartbeatSeconds: HEARTBEAT_SECONDS, policy: 'short', notify: true } as never,
   work: { pollingIntervalSeconds: 1, batchSize: 1 },
   handler: async (deps, jobs) => {
     for (const job of jobs) await runTriggered(deps, job);
