@@ -60,6 +60,8 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; in
     // Static rules, so that mercurius caches parsing and validation per query text; `first: $n`
     // is checked with its value in the preExecution hook below.
     validationRules: [...validationRules(undefined, opts.introspection), noSubscriptionOverHttp],
+    // Compile a query with graphql-jit from its second use (bench:graphql).
+    jit: 1,
     subscription: {
       // The upgrade request went through the same auth hook as every /graphql request.
       context: (_socket, request) => contextOf(request.principal),
