@@ -52,18 +52,33 @@ async function versionRow(db: Db, workspaceId: string, flowId: string, version: 
   return row;
 }
 
+/** Flows with what their answer needs of their draft and active versions, in one query. */
+async function flowViews(db: Db, workspaceId: string, where: { id?: string; after?: string; limit?: number }): Promise<Flow[]> {
+  const rows = await db<(FlowRow & { draft_problems: Problem[] | null; settings: FlowSettings | null })[]>`
+    select f.*, dv.problems as draft_problems, coalesce(av.settings, dv.settings) as settings
+    from flows f
+    left join flow_versions dv on dv.workspace_id = f.workspace_id and dv.flow_id = f.id and dv.version = f.draft_version
+    left join flow_versions av on av.workspace_id = f.workspace_id and av.flow_id = f.id and av.version = f.active_version
+    where f.workspace_id = ${workspaceId} and f.deleted_at is null
+      ${where.id ? db`and f.id = ${where.id}` : db``} ${where.after ? db`and f.id > ${where.after}` : db``}
+    order by f.id ${where.limit ? db`limit ${where.limit}` : db``}`;
+  return rows.map((row) => {
+    const draftStatus = row.draft_version ? (row.draft_problems?.length ? 'draft' : 'ready') : null;
+    return {
+      id: row.id, name: row.name,
+      status: row.active_version ? row.status : (draftStatus ?? 'draft'),
+      activeVersion: row.active_version, draftVersion: row.draft_version, draftStatus,
+      problems: row.draft_problems ?? [],
+      settings: row.settings ?? {},
+      createdAt: row.created_at.toISOString(), updatedAt: row.updated_at.toISOString(),
+    };
+  });
+}
+
 async function toFlow(db: Db, row: FlowRow): Promise<Flow> {
-  const draft = row.draft_version ? await versionRow(db, row.workspace_id, row.id, row.draft_version) : null;
-  const active = row.active_version ? await versionRow(db, row.workspace_id, row.id, row.active_version) : null;
-  const draftStatus = draft ? (draft.problems.length ? 'draft' : 'ready') : null;
-  return {
-    id: row.id, name: row.name,
-    status: row.active_version ? row.status : (draftStatus ?? 'draft'),
-    activeVersion: row.active_version, draftVersion: row.draft_version, draftStatus,
-    problems: draft?.problems ?? [],
-    settings: (active ?? draft)?.settings ?? {},
-    createdAt: row.created_at.toISOString(), updatedAt: row.updated_at.toISOString(),
-  };
+  const [flow] = await flowViews(db, row.workspace_id, { id: row.id });
+  if (!flow) throw notFound('Flow');
+  return flow;
 }
 
 function versionStatus(row: FlowRow, v: VersionRow): FlowVersion['status'] {
@@ -116,10 +131,8 @@ export async function listFlows(deps: D, workspaceId: string, q: ListFlowsQuery)
   const { sql } = deps.database;
   const limit = q.limit ?? 50;
   const after = decodeCursor(q.cursor, ['string']);
-  const rows = await sql<FlowRow[]>`
-    select * from flows where workspace_id = ${workspaceId} and deleted_at is null ${after ? sql`and id > ${after[0] as string}` : sql``} order by id limit ${limit + 1}`;
-  const page = pageOf(rows, limit, (r) => [r.id]);
-  return { data: await Promise.all(page.data.map((r) => toFlow(sql, r))), nextCursor: page.nextCursor };
+  const rows = await flowViews(sql, workspaceId, { ...(after ? { after: after[0] as string } : {}), limit: limit + 1 });
+  return pageOf(rows, limit, (r) => [r.id]);
 }
 
 /** Saves a new draft (each save is kept as a version; the latest is the draft). Two saves at once: the later one wins whole. */
