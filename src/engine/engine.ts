@@ -199,36 +199,39 @@ export async function drainFlows(deps: Pick<Deps, 'database' | 'boss' | 'clock'>
   return total;
 }
 
+// Both writers send columns as arrays for unnest(): about half the cost of JSON records for the
+// 30,000 decisions of a tick (measured). Arrays carry no nulls (postgres.js cannot type an array
+// that starts with one): '' stands for null where '' is no value, \u0001 for a branch (where ''
+// is the default branch). Times go as text: the client has no serializer for timestamptz[].
 async function writeEntries(tx: TransactionSql, entries: Entry[], now: Date): Promise<void> {
   // Handlers replace an entry's context when they change it: unchanged ones are not sent back.
-  const rows = entries.map((e) => ({
-    workspace_id: e.workspaceId, id: e.id, node_id: e.nodeId, state: e.state, wake_at: e.wakeAt.toISOString(), waiting_for: e.waitingFor,
-    context: e.context === e.claimedContext ? null : e.context, exit_reason: e.exitReason,
-  }));
+  const col = <T>(f: (e: Entry) => T) => entries.map(f);
   await tx`
-    update flow_entries f set node_id = r.node_id, state = r.state, wake_at = r.wake_at, waiting_for = r.waiting_for, context = coalesce(r.context, f.context),
-      exit_reason = r.exit_reason, exited_at = case when r.state = 'done' then ${now}::timestamptz end, updated_at = ${now}
-    from json_to_recordset(${JSON.stringify(rows)}::json) as r(workspace_id uuid, id uuid, node_id text, state text, wake_at timestamptz, waiting_for text, context jsonb, exit_reason text)
-    where f.workspace_id = r.workspace_id and f.id = r.id`;
+    update flow_entries f set node_id = u.node_id, state = u.state, wake_at = u.wake_at::timestamptz, waiting_for = nullif(u.waiting_for, ''),
+      context = coalesce(nullif(u.context, '')::jsonb, f.context), exit_reason = nullif(u.exit_reason, ''), exited_at = case when u.state = 'done' then ${now}::timestamptz end, updated_at = ${now}
+    from unnest(${col((e) => e.workspaceId)}::uuid[], ${col((e) => e.id)}::uuid[], ${col((e) => e.nodeId)}::text[], ${col((e) => e.state)}::text[],
+      ${col((e) => e.wakeAt.toISOString())}::text[], ${col((e) => e.waitingFor ?? '')}::text[], ${col((e) => (e.context === e.claimedContext ? '' : JSON.stringify(e.context)))}::text[],
+      ${col((e) => e.exitReason ?? '')}::text[]) as u(workspace_id, id, node_id, state, wake_at, waiting_for, context, exit_reason)
+    where f.workspace_id = u.workspace_id and f.id = u.id`;
   const done = entries.filter((e) => e.state === 'done');
   if (done.length) {
     await tx`
       update flow_customers fc set active_entry_id = null
-      from json_to_recordset(${JSON.stringify(done.map((e) => ({ w: e.workspaceId, f: e.flowId, c: e.customerId, e: e.id })))}::json) as r(w uuid, f uuid, c uuid, e uuid)
-      where fc.workspace_id = r.w and fc.flow_id = r.f and fc.customer_id = r.c and fc.active_entry_id = r.e`;
+      from unnest(${done.map((e) => e.workspaceId)}::uuid[], ${done.map((e) => e.flowId)}::uuid[], ${done.map((e) => e.customerId)}::uuid[], ${done.map((e) => e.id)}::uuid[]) as u(w, f, c, e)
+      where fc.workspace_id = u.w and fc.flow_id = u.f and fc.customer_id = u.c and fc.active_entry_id = u.e`;
   }
 }
 
 async function writeDecisions(tx: TransactionSql, decisions: Decision[], now: Date): Promise<void> {
-  for (let i = 0; i < decisions.length; i += 10000) {
+  for (let i = 0; i < decisions.length; i += 20000) {
+    const part = decisions.slice(i, i + 20000);
+    const col = <T>(f: (d: Decision) => T) => part.map(f);
     // Ids from this process are increasing: decisions made in one tick keep their order on the timeline.
-    const rows = decisions.slice(i, i + 10000).map((d) => ({
-      workspace_id: d.entry.workspaceId, id: newId(), flow_id: d.entry.flowId, version: d.entry.version, entry_id: d.entry.id, customer_id: d.entry.customerId,
-      node_id: d.nodeId, node_type: d.nodeType, branch: d.branch, reason: d.reason,
-    }));
     await tx`
       insert into flow_decisions (workspace_id, id, flow_id, version, entry_id, customer_id, node_id, node_type, branch, reason, at)
-      select r.workspace_id, r.id, r.flow_id, r.version, r.entry_id, r.customer_id, r.node_id, r.node_type, r.branch, r.reason, ${now}
-      from json_to_recordset(${JSON.stringify(rows)}::json) as r(workspace_id uuid, id uuid, flow_id uuid, version int, entry_id uuid, customer_id uuid, node_id text, node_type text, branch text, reason jsonb)`;
+      select u.w, u.id, u.f, u.v, u.e, u.c, u.n, u.t, nullif(u.b, E'\\x01'), u.r::jsonb, ${now}
+      from unnest(${col((d) => d.entry.workspaceId)}::uuid[], ${col(() => newId())}::uuid[], ${col((d) => d.entry.flowId)}::uuid[], ${col((d) => d.entry.version)}::int[],
+        ${col((d) => d.entry.id)}::uuid[], ${col((d) => d.entry.customerId)}::uuid[], ${col((d) => d.nodeId)}::text[], ${col((d) => d.nodeType)}::text[],
+        ${col((d) => (d.branch === null ? '\u0001' : d.branch))}::text[], ${col((d) => JSON.stringify(d.reason))}::text[]) as u(w, id, f, v, e, c, n, t, b, r)`;
   }
 }
