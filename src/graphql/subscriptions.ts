@@ -1,6 +1,8 @@
-// timelineUpdated over WebSocket, across processes: a statement trigger NOTIFYs the ids of new
-// timeline rows (migrations/0003); each process LISTENs, loads the rows of customers someone
-// watches here, and publishes them to mercurius's in-process emitter.
+// timelineUpdated over WebSocket, across processes: a process registers the customers its
+// subscribers watch in timeline_watch; a statement trigger NOTIFYs the ids of their new timeline
+// rows (migrations/0003, 0005); each process LISTENs, loads the rows of customers watched here,
+// and publishes them to mercurius's in-process emitter.
+import { randomUUID } from 'node:crypto';
 import type { Sql } from 'postgres';
 import type { MercuriusContext } from 'mercurius';
 import { notFound } from '../http/errors.ts';
@@ -8,15 +10,32 @@ import { timelineEntries, type TimelineKind } from '../modules/messages/timeline
 import type { GraphqlContext } from '../modules/customers/customers.graphql.ts';
 
 const topicOf = (workspaceId: string, customerId: string) => `timeline:${workspaceId}:${customerId}`;
+/** A watch lives this long unless refreshed; refreshed at half of it while someone subscribes. */
+const WATCH_MINUTES = 10;
 
 export class TimelineFeed {
   readonly #watched = new Map<string, number>();
   #publish: ((topic: string, payload: unknown) => void) | undefined;
   #unlisten: (() => Promise<void>) | undefined;
   readonly #sql: Sql;
+  readonly #listener = randomUUID();
+  #refresh: NodeJS.Timeout | undefined;
 
   constructor(sql: Sql) {
     this.#sql = sql;
+  }
+
+  async #watch(workspaceId: string, customerId: string): Promise<void> {
+    await this.#sql`
+      insert into timeline_watch (workspace_id, customer_id, listener, expires_at) values (${workspaceId}, ${customerId}, ${this.#listener}, now() + make_interval(mins => ${WATCH_MINUTES}))
+      on conflict (workspace_id, customer_id, listener) do update set expires_at = excluded.expires_at`;
+    this.#refresh ??= setInterval(() => {
+      this.#sql`update timeline_watch set expires_at = now() + make_interval(mins => ${WATCH_MINUTES}) where listener = ${this.#listener}`.catch(() => {});
+    }, (WATCH_MINUTES / 2) * 60_000).unref();
+  }
+
+  async #unwatch(workspaceId: string, customerId: string): Promise<void> {
+    await this.#sql`delete from timeline_watch where workspace_id = ${workspaceId} and customer_id = ${customerId} and listener = ${this.#listener}`.catch(() => {});
   }
 
   #listening: Promise<void> | undefined;
@@ -38,6 +57,8 @@ export class TimelineFeed {
   }
 
   async stop(): Promise<void> {
+    if (this.#refresh) clearInterval(this.#refresh);
+    if (this.#watched.size) await this.#sql`delete from timeline_watch where listener = ${this.#listener}`.catch(() => {});
     await this.#unlisten?.();
   }
 
@@ -61,12 +82,16 @@ export class TimelineFeed {
     await this.#listen();
     const topic = topicOf(ctx.workspaceId, customerId);
     this.#watched.set(topic, (this.#watched.get(topic) ?? 0) + 1);
+    await this.#watch(ctx.workspaceId, customerId);
     try {
       for await (const event of await ctx.pubsub.subscribe(topic)) yield event;
     } finally {
       const n = (this.#watched.get(topic) ?? 1) - 1;
       if (n) this.#watched.set(topic, n);
-      else this.#watched.delete(topic);
+      else {
+        this.#watched.delete(topic);
+        await this.#unwatch(ctx.workspaceId, customerId);
+      }
     }
   }
 }
