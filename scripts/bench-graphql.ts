@@ -31,7 +31,7 @@
 // Exit status: 0 when the runs were clean (even when the target is missed: this is a measurement),
 // 1 when any request failed or answered another page, a query failed, or the setup failed.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -41,7 +41,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { Runtime } from '../src/runtime/runtime.ts';
 import { int, median, ms as msOf, percent, round3, selfTime, table, verdict, type CpuProfile, type LoadOptions } from './bench-lib.ts';
 import {
-  announce, ask, begin, type Answers, benchDatabase, cleanups, DRAIN_MS, failures, heraldApi, measure, positive, runBench, say, sayErrorTotals, serveHerald, startChild, startHerald, tempDir, totals, writeReport,
+  announce, ask, begin, type Answers, benchDatabase, cleanups, DRAIN_MS, failures, heraldApi, measure, positive, profilerAnswers, runBench, say, sayErrorTotals, serveHerald, startChild, startHerald, tempDir, totals, writeReport,
 } from './bench-harness.ts';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -124,7 +124,6 @@ async function serve(): Promise<void> {
 
 function heraldAnswers(runtime: Runtime): Answers {
   const { sql } = runtime.deps.database;
-  let session: import('node:inspector/promises').Session | undefined;
   let statements = 0;
   const texts = new Map<string, number>();
   const options = sql.options as unknown as { debug: unknown };
@@ -230,22 +229,7 @@ function heraldAnswers(runtime: Runtime): Answers {
         bytes,
       };
     },
-    async profileStart() {
-      const { Session } = await import('node:inspector/promises');
-      session = new Session();
-      session.connect();
-      await session.post('Profiler.enable');
-      await session.post('Profiler.start');
-      return true;
-    },
-    async profileStop(question) {
-      if (!session) throw new Error('no profile running');
-      const { profile } = await session.post('Profiler.stop');
-      session.disconnect();
-      session = undefined;
-      writeFileSync(String(question.path), JSON.stringify(profile));
-      return String(question.path);
-    },
+    ...profilerAnswers(),
   };
 }
 

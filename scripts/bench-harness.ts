@@ -59,6 +59,29 @@ export async function serveHerald(extra: Record<string, string> = {}, answers: A
   await announce(runtime.app.server.address(), () => runtime.close(), typeof answers === 'function' ? answers(runtime) : answers);
 }
 
+/** The answers that start and stop a CPU profile of the child (`profileStart`, `profileStop` with a path). */
+export function profilerAnswers(): Answers {
+  let session: import('node:inspector/promises').Session | undefined;
+  return {
+    async profileStart() {
+      const { Session } = await import('node:inspector/promises');
+      session = new Session();
+      session.connect();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.start');
+      return true;
+    },
+    async profileStop(question) {
+      if (!session) throw new Error('no profile running');
+      const { profile } = await session.post('Profiler.stop');
+      session.disconnect();
+      session = undefined;
+      writeFileSync(String(question.path), JSON.stringify(profile));
+      return String(question.path);
+    },
+  };
+}
+
 /** Tells the parent the port, answers its questions, then stops on its word or when it goes away. */
 export async function announce(address: unknown, close: () => Promise<unknown>, answers: Answers = {}): Promise<void> {
   const port = typeof address === 'object' && address !== null ? (address as { port: number }).port : 0;

@@ -28,7 +28,7 @@
 // Exit status: 0 when the runs were clean (even when a target is missed: this is a measurement),
 // 1 when any message was not sent, any request or INSERT failed, a check failed or the setup failed.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -38,7 +38,7 @@ import type { SendGridEventKind } from '../test/mocks/sendgrid.ts';
 import { PgBoss } from 'pg-boss';
 import { int, median, ms, percent, round3, selfTime, table, verdict, type CpuProfile } from './bench-lib.ts';
 import {
-  announce, ask, begin, benchDatabase, cleanups, DRAIN_MS, failures, heraldApi, measure, positive, runBench, say, sayErrorTotals, serveHerald, startChild, startHerald, tempDir, totals, writeReport,
+  announce, ask, begin, benchDatabase, cleanups, DRAIN_MS, failures, heraldApi, measure, positive, profilerAnswers, runBench, say, sayErrorTotals, serveHerald, startChild, startHerald, tempDir, totals, writeReport,
 } from './bench-harness.ts';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -72,26 +72,8 @@ const SEND_CONCURRENCY = (() => {
 /** Herald itself with its workers (HERALD_ROLE=all), started through the runtime API like server.ts does (see serveHerald). */
 async function serve(): Promise<void> {
   // BENCH_PROFILE=1: the parent brackets each phase with profileStart / profileStop.
-  let session: import('node:inspector/promises').Session | undefined;
   // Tracking links as long as a real deployment's.
-  await serveHerald({ HERALD_ROLE: 'all', HERALD_PUBLIC_URL: 'https://herald.bench.example.com' }, {
-    async profileStart() {
-      const { Session } = await import('node:inspector/promises');
-      session = new Session();
-      session.connect();
-      await session.post('Profiler.enable');
-      await session.post('Profiler.start');
-      return true;
-    },
-    async profileStop(question) {
-      if (!session) throw new Error('no profile running');
-      const { profile } = await session.post('Profiler.stop');
-      session.disconnect();
-      session = undefined;
-      writeFileSync(String(question.path), JSON.stringify(profile));
-      return String(question.path);
-    },
-  });
+  await serveHerald({ HERALD_ROLE: 'all', HERALD_PUBLIC_URL: 'https://herald.bench.example.com' }, profilerAnswers());
 }
 
 /** The SendGrid mock, counting only (record: false), and the bytes of the bodies it was sent. */

@@ -15,6 +15,7 @@ import { composePayload, trackingUrls } from './compose.ts';
 import { SEND_QUEUE } from './outbox.ts';
 import { inWindow, nextLocalTime } from '../../time/local-time.ts';
 import type { WorkspaceSettings } from '../workspaces/workspaces.schemas.ts';
+import type { CustomerSqlRow } from '../customers/customers.service.ts';
 
 export const MAX_ATTEMPTS = 5;
 /** A message claimed longer ago than this by a worker that vanished has an unknown outcome. */
@@ -88,17 +89,7 @@ interface Context {
   sentCounts: Map<string, [number, number]>;
 }
 
-interface CustomerRow {
-  workspace_id: string;
-  id: string;
-  external_id: string | null;
-  email: string | null;
-  phone: string | null;
-  time_zone: string | null;
-  locale: string | null;
-  custom: Record<string, unknown>;
-  created_at: Date;
-}
+type CustomerRow = Omit<CustomerSqlRow, 'updated_at'> & { workspace_id: string };
 
 const k = (...parts: (string | number)[]) => parts.join('/');
 
