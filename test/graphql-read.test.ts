@@ -203,6 +203,15 @@ t.test('timelineUpdated over WebSocket: new entries as they are written; the sam
   t.equal(limited.type, 'error', 'a fragment cycle is refused on the WebSocket path');
   spy.ws.send(JSON.stringify({ id: '4', type: 'subscribe', payload: { query: `subscription { timelineUpdated(customerId: "${id}") { customer { timeline { edges { node { customer { timeline { edges { node { kind } } } } } } } } } }` } }));
   t.equal((await spy.next()).type, 'error', 'too deep is refused on the WebSocket path');
+  const aliases = Array.from({ length: 31 }, (_, i) => `a${i}: kind`).join(' ');
+  spy.ws.send(JSON.stringify({ id: '5', type: 'subscribe', payload: { query: `subscription { timelineUpdated(customerId: "${id}") { ${aliases} } }` } }));
+  const aliased = await spy.next();
+  t.match(aliased, { type: 'error' }, 'too many aliases are refused on the WebSocket path');
+  t.match(JSON.stringify(aliased), /aliases/);
+  spy.ws.send(JSON.stringify({ id: '6', type: 'subscribe', payload: { query: `subscription { timelineUpdated(customerId: "${id}") { customer { timeline(first: 100) { edges { node { customer { events(first: 100) { id type properties occurredAt receivedAt clientId } } } } } } } }` } }));
+  const wide = await spy.next();
+  t.match(wide, { type: 'error' }, 'a wide query is refused on the WebSocket path');
+  t.match(JSON.stringify(wide), /costs/);
   // Clients leave before the server closes (a server waits for open sockets).
   await Promise.all([client, spy].map((c) => new Promise((ok) => {
     c.ws.once('close', ok);
