@@ -140,17 +140,29 @@ async function admit(run: Run, entries: Entry[], out: (Outcome | undefined)[]): 
     // Every statement here joins flow_customers on its whole key from a record set: with a constant
     // (workspace, flow) and "customer = any()", the planner scanned every row of the flow once its
     // statistics were stale (bench:flow: ticks slowed from 0.7 to 1.8 s as the flow filled).
-    await run.tx`
-      insert into flow_customers (workspace_id, flow_id, customer_id) select ${workspaceId}::uuid, ${flowId}::uuid, unnest(${customers}::uuid[])
-      on conflict do nothing`;
-    const rows = await run.tx<{ customer_id: string; active_entry_id: string | null; last_launch_at: Date | null; once_done: boolean }[]>`
-      select fc.customer_id, fc.active_entry_id, fc.last_launch_at, fc.once_done
-      from unnest(${customers.map(() => workspaceId)}::uuid[], ${customers.map(() => flowId)}::uuid[], ${customers}::uuid[]) as r(w, f, c)
-      join flow_customers fc on fc.workspace_id = r.w and fc.flow_id = r.f and fc.customer_id = r.c
-      order by fc.customer_id for update of fc`;
+    // A customer the flow has never seen is admitted by the insert itself (their first entry,
+    // with its count and in-flight mark): only the others are read, locked and updated.
+    const ordered = [...open].sort((a, b) => a.enteredAt.getTime() - b.enteredAt.getTime());
+    const firstEntry = new Map<string, string>();
+    for (const e of ordered) if (!firstEntry.has(e.customerId)) firstEntry.set(e.customerId, e.id);
+    const firstIds = customers.map((c) => (mode === 'every_time' ? '' : firstEntry.get(c)!));
+    const created = new Set((await run.tx<{ customer_id: string }[]>`
+      insert into flow_customers (workspace_id, flow_id, customer_id, entries, active_entry_id, last_entered_at)
+      select ${workspaceId}::uuid, ${flowId}::uuid, u.c, 1, nullif(u.e, '')::uuid, ${run.now}::timestamptz
+      from unnest(${customers}::uuid[], ${firstIds}::text[]) as u(c, e)
+      on conflict do nothing returning customer_id`).map((r) => r.customer_id));
+    const known = customers.filter((c) => !created.has(c));
+    const rows = known.length
+      ? await run.tx<{ customer_id: string; active_entry_id: string | null; last_launch_at: Date | null; once_done: boolean }[]>`
+          select fc.customer_id, fc.active_entry_id, fc.last_launch_at, fc.once_done
+          from unnest(${known.map(() => workspaceId)}::uuid[], ${known.map(() => flowId)}::uuid[], ${known}::uuid[]) as r(w, f, c)
+          join flow_customers fc on fc.workspace_id = r.w and fc.flow_id = r.f and fc.customer_id = r.c
+          order by fc.customer_id for update of fc`
+      : [];
     const state = new Map(rows.map((r) => [r.customer_id, r]));
+    for (const c of created) state.set(c, { customer_id: c, active_entry_id: mode === 'every_time' ? null : firstEntry.get(c)!, last_launch_at: null, once_done: false });
     const admitted: { c: string; e: string | null }[] = [];
-    for (const e of [...open].sort((a, b) => a.enteredAt.getTime() - b.enteredAt.getTime())) {
+    for (const e of ordered) {
       const s = state.get(e.customerId)!;
       const busy = s.active_entry_id !== null && s.active_entry_id !== e.id;
       // Launched while the rule was "once": that holds even after the flow is edited (the seed).
@@ -163,7 +175,8 @@ async function admit(run: Run, entries: Entry[], out: (Outcome | undefined)[]): 
         continue;
       }
       if (mode !== 'every_time') s.active_entry_id = e.id;
-      admitted.push({ c: e.customerId, e: mode !== 'every_time' ? e.id : null });
+      // The insert above already counted a new customer's first entry.
+      if (!(created.has(e.customerId) && firstEntry.get(e.customerId) === e.id)) admitted.push({ c: e.customerId, e: mode !== 'every_time' ? e.id : null });
       out[i] = { go: '', reason: { trigger: (e.context.event as { type?: string } | undefined)?.type ?? 'schedule' } };
     }
     if (admitted.length) {
