@@ -162,6 +162,7 @@ async function admit(run: Run, entries: Entry[], out: (Outcome | undefined)[]): 
     const state = new Map(rows.map((r) => [r.customer_id, r]));
     for (const c of created) state.set(c, { customer_id: c, active_entry_id: mode === 'every_time' ? null : firstEntry.get(c)!, last_launch_at: null, once_done: false });
     const admitted: { c: string; e: string | null }[] = [];
+    const position = new Map(entries.map((e, i) => [e, i]));
     for (const e of ordered) {
       const s = state.get(e.customerId)!;
       const busy = s.active_entry_id !== null && s.active_entry_id !== e.id;
@@ -169,7 +170,7 @@ async function admit(run: Run, entries: Entry[], out: (Outcome | undefined)[]): 
       let ok = !s.once_done;
       if (mode === 'once') ok = !s.last_launch_at && !busy;
       if (mode === 'period') ok = ok && (!s.last_launch_at || s.last_launch_at.getTime() + period <= run.now.getTime()) && !busy;
-      const i = entries.indexOf(e);
+      const i = position.get(e)!;
       if (!ok) {
         out[i] = { exit: 'reentry_blocked', reason: { reentry: s.once_done ? 'once' : mode, lastLaunchAt: s.last_launch_at?.toISOString() ?? null, inFlight: busy } };
         continue;
