@@ -90,10 +90,15 @@ async function workspaceZone(db: Db, workspaceId: string): Promise<string> {
   return row?.time_zone ?? 'UTC';
 }
 
-/** Checks, loads and compiles a filter for one of the two modes. */
-export async function compileAudience(db: Db, input: AudienceInput, mode: Mode, pointer = '/filter'): Promise<Compiled> {
+/** Checks, loads the segments a filter names and the workspace's zone, and compiles it for one of the two modes. */
+async function prepare(db: Db, input: AudienceInput, mode: Mode, pointer = '/filter'): Promise<{ compiled: Compiled; timeZone: string }> {
   const segments = await loadSegments(db, input.workspaceId, input.filter, pointer);
-  return compileFilter(input.filter, { workspaceId: input.workspaceId, now: input.now, timeZone: await workspaceZone(db, input.workspaceId) }, { mode, segments });
+  const timeZone = await workspaceZone(db, input.workspaceId);
+  return { compiled: compileFilter(input.filter, { workspaceId: input.workspaceId, now: input.now, timeZone }, { mode, segments }), timeZone };
+}
+
+export async function compileAudience(db: Db, input: AudienceInput, mode: Mode, pointer = '/filter'): Promise<Compiled> {
+  return (await prepare(db, input, mode, pointer)).compiled;
 }
 
 /** The SQL of "the ids of every matching customer", for set-based writers (an action run's INSERT ... SELECT). */
@@ -101,16 +106,18 @@ export function matchingIdsSql(compiled: Compiled): string {
   return `select c.id from customers c where c.workspace_id = $1::uuid and ${compiled.where}`;
 }
 
-export async function countAudience(db: Db, input: AudienceInput): Promise<number> {
-  assertFilter(input.filter);
-  const direct = compileDirectCount(input.filter, { workspaceId: input.workspaceId, now: input.now, timeZone: await workspaceZone(db, input.workspaceId) });
-  if (direct) {
-    const [row] = await db.unsafe<{ n: string }[]>(direct.where, direct.params as never[]);
-    return Number(row!.n);
-  }
-  const compiled = await compileAudience(db, input, 'all');
-  const [row] = await db.unsafe<{ n: string }[]>(`select count(*) as n from customers c where c.workspace_id = $1::uuid and ${compiled.where}`, compiled.params as never[]);
+/** Counts with a compiled filter, or without reading customers when the filter allows it (compileDirectCount). */
+async function count(db: Db, input: AudienceInput, compiled: Compiled, timeZone: string): Promise<number> {
+  const direct = compileDirectCount(input.filter, { workspaceId: input.workspaceId, now: input.now, timeZone });
+  const [row] = direct
+    ? await db.unsafe<{ n: string }[]>(direct.where, direct.params as never[])
+    : await db.unsafe<{ n: string }[]>(`select count(*) as n from customers c where c.workspace_id = $1::uuid and ${compiled.where}`, compiled.params as never[]);
   return Number(row!.n);
+}
+
+export async function countAudience(db: Db, input: AudienceInput): Promise<number> {
+  const { compiled, timeZone } = await prepare(db, input, 'all');
+  return count(db, input, compiled, timeZone);
 }
 
 /** Which of these customers match (a flow batch): one query for the whole batch. */
@@ -159,8 +166,8 @@ export function pickColumns(row: Omit<CustomerSqlRow, 'id'>, columns: string[]):
 export async function previewAudience(db: Db, input: AudienceInput & { limit: number; cursor?: string | undefined; columns: string[] }) {
   checkColumns(input.columns);
   const after = decodeCursor(input.cursor, ['string']);
-  const compiled = await compileAudience(db, input, 'all');
-  const counted = { n: String(await countAudience(db, input)) };
+  const { compiled, timeZone } = await prepare(db, input, 'all');
+  const total = await count(db, input, compiled, timeZone);
   let data: PreviewRow[] = [];
   let nextCursor: string | null = null;
   if (input.limit > 0) {
@@ -176,5 +183,5 @@ export async function previewAudience(db: Db, input: AudienceInput & { limit: nu
     if (rows.length > input.limit) nextCursor = encodeCursor([page[page.length - 1]!.id]);
     data = page.map((r) => ({ id: r.id, externalId: r.external_id, fields: pickColumns(r, input.columns) }));
   }
-  return { count: Number(counted.n), data, nextCursor };
+  return { count: total, data, nextCursor };
 }

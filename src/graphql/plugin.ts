@@ -11,6 +11,7 @@ import { customerLoaders, customerResolvers, customerSchema, type GraphqlContext
 import { flowResolvers, flowSchema } from '../modules/flows/flows.graphql.ts';
 import { messageLoaders, messageResolvers, messageSchema } from '../modules/messages/messages.graphql.ts';
 import { segmentResolvers, segmentSchema } from '../modules/segments/segments.graphql.ts';
+import { templateResolvers, templateSchema } from '../modules/templates/templates.graphql.ts';
 import { MAX_DEPTH, validationRules, variableLimits } from './limits.ts';
 import { TimelineFeed } from './subscriptions.ts';
 
@@ -22,7 +23,7 @@ const JSONScalar = new GraphQLScalarType({ name: 'JSON', serialize: (v) => v, pa
 const DateTime = new GraphQLScalarType({ name: 'DateTime', serialize: (v) => (v instanceof Date ? v.toISOString() : v) });
 
 /** The whole schema (also written to openapi/schema.graphql by `npm run openapi`). */
-export const schema = [customerSchema, messageSchema, flowSchema, actionSchema, segmentSchema].join('\n');
+export const schema = [customerSchema, messageSchema, flowSchema, actionSchema, segmentSchema, templateSchema].join('\n');
 
 /** Subscriptions live on the WebSocket; over HTTP they are refused with that answer. */
 const noSubscriptionOverHttp: ValidationRule = (context) => ({
@@ -52,7 +53,7 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; in
   };
   await app.register(mercurius, {
     schema,
-    resolvers: mergeResolvers(customerResolvers, messageResolvers, flowResolvers, actionResolvers, segmentResolvers, subscription, { JSON: JSONScalar, DateTime } as never) as never,
+    resolvers: mergeResolvers(customerResolvers, messageResolvers, flowResolvers, actionResolvers, segmentResolvers, templateResolvers, subscription, { JSON: JSONScalar, DateTime } as never) as never,
     loaders: { ...customerLoaders, ...messageLoaders },
     graphiql: opts.introspection,
     queryDepth: MAX_QUERY_DEPTH,

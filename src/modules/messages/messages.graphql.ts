@@ -149,16 +149,6 @@ export const messageLoaders: MercuriusLoaders = {
         select id, rendered from messages where workspace_id = ${ctx.workspaceId} and id = any(${queries.map((q) => q.obj.id)}::uuid[])`;
       return queries.map((q) => rows.find((r) => r.id === q.obj.id)?.rendered ?? null);
     },
-    async toAddress(queries: { obj: { id: string } }[], ctx: GraphqlContext) {
-      const rows = await ctx.deps.database.sql<{ id: string; to_address: string | null }[]>`
-        select id, to_address from messages where workspace_id = ${ctx.workspaceId} and id = any(${queries.map((q) => q.obj.id)}::uuid[])`;
-      return queries.map((q) => rows.find((r) => r.id === q.obj.id)?.to_address ?? null);
-    },
-    async sentAt(queries: { obj: { id: string } }[], ctx: GraphqlContext) {
-      const rows = await ctx.deps.database.sql<{ id: string; sent_at: Date | null }[]>`
-        select id, sent_at from messages where workspace_id = ${ctx.workspaceId} and id = any(${queries.map((q) => q.obj.id)}::uuid[])`;
-      return queries.map((q) => rows.find((r) => r.id === q.obj.id)?.sent_at ?? null);
-    },
   },
 };
 

@@ -62,7 +62,7 @@ export const TimelineEntry = Type.Object(
     id: Uuid,
     at: Timestamp,
     data: Type.Record(Type.String(), Type.Unknown(), {
-      description: 'event: {type, properties}; message: {channel, status, reason, source, templateId}; action: {kind, messageId, sourceType, sourceId, touchpoint}; flow: {flowId, version, entryId, nodeId, nodeType, branch, reason} (a decision of the flow engine)',
+      description: 'event: {type, properties}; message: {channel, status, reason, source, templateId, templateVersion, toAddress, sentAt}; action: {kind, messageId, sourceType, sourceId, touchpoint}; flow: {flowId, version, entryId, nodeId, nodeType, branch, reason} (a decision of the flow engine)',
     }),
   },
   { $id: 'TimelineEntry', additionalProperties: false },

@@ -36,6 +36,7 @@ const BRANCHES: Record<TimelineKind, { table: string; at: string; data: string }
   message: {
     table: 'messages x', at: 'x.created_at',
     data: `jsonb_build_object('channel', x.channel, 'status', x.status, 'reason', x.reason, 'templateId', x.template_id, 'templateVersion', x.template_version,
+      'toAddress', x.to_address, 'sentAt', x.sent_at,
       'source', jsonb_build_object('type', x.source_type, 'id', x.source_id, 'stepId', x.step_id, 'entryId', x.entry_id))`,
   },
   action: {
