@@ -68,7 +68,11 @@ export class TimelineFeed {
     const kind = payload.slice(0, colon) as TimelineKind;
     const rows = (JSON.parse(payload.slice(colon + 1)) as [string, string, string][]).filter(([w, c]) => this.#watched.has(topicOf(w, c)));
     const byWorkspace = new Map<string, string[]>();
-    for (const [w, , id] of rows) byWorkspace.set(w, [...(byWorkspace.get(w) ?? []), id]);
+    for (const [w, , id] of rows) {
+      const list = byWorkspace.get(w);
+      if (list) list.push(id);
+      else byWorkspace.set(w, [id]);
+    }
     for (const [workspaceId, ids] of byWorkspace) {
       for (const entry of await timelineEntries(this.#sql, workspaceId, kind, ids)) this.#publish(topicOf(workspaceId, entry.customerId), { timelineUpdated: entry });
     }

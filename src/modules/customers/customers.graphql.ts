@@ -144,7 +144,9 @@ function byParams<P>(queries: Query<P>[]): Map<string, Query<P>[]> {
   const groups = new Map<string, Query<P>[]>();
   for (const q of queries) {
     const key = JSON.stringify(q.params ?? {});
-    groups.set(key, [...(groups.get(key) ?? []), q]);
+    const group = groups.get(key);
+    if (group) group.push(q);
+    else groups.set(key, [q]);
   }
   return groups;
 }
