@@ -8,6 +8,7 @@ import type { Deps } from './deps.ts';
 import { invalid } from './http/errors.ts';
 import { graphqlPlugin } from './graphql/plugin.ts';
 import { authPlugin } from './http/auth.ts';
+import { sharedRateLimit } from './http/rate-limit.ts';
 import { idempotencyPlugin } from './http/idempotency.ts';
 import { openapiPlugin } from './http/openapi.ts';
 import { problemBody, problemPlugin, sendProblem } from './http/problem.ts';
@@ -105,8 +106,11 @@ export async function buildApp({ deps, rootToken, queueReady, logger = true }: B
   await app.register(problemPlugin);
   await app.register(openapiPlugin);
   await app.register(authPlugin, { database: deps.database, rootToken, now: () => deps.clock.now() });
+  const limits = sharedRateLimit(deps.database.sql, app.log, () => deps.clock.now().getTime());
+  app.addHook('onClose', () => limits.close());
   await app.register(rateLimit, {
     global: true,
+    store: limits.Store,
     hook: 'preHandler',
     max: config.rateLimit,
     timeWindow: 60_000,

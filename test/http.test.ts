@@ -1,6 +1,12 @@
 // Cross-cutting HTTP behaviour: problem+json for every failure, limits, request ids, rate limits.
 import t from 'tap';
-import { caller, ROOT_TOKEN, startHerald, workspaceWithKey } from './helpers/app.ts';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../src/config.ts';
+import { SYNC_MS } from '../src/http/rate-limit.ts';
+import { startRuntime } from '../src/runtime/runtime.ts';
+import { caller, eventually, ROOT_TOKEN, startHerald, workspaceWithKey } from './helpers/app.ts';
 
 const herald = await startHerald(t);
 const { app } = herald;
@@ -113,6 +119,38 @@ t.test('rate limit per API key: 429 with Retry-After', async (t) => {
   t.ok(Number(res.headers['retry-after']) > 0, 'Retry-After is set');
   t.equal((await b.call('GET', '/v1/customers')).statusCode, 200, 'another key has its own budget');
   t.equal((await limited.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'operations are not limited');
+});
+
+t.test('rate limit shared by processes on one database: a key cannot multiply its budget by their number', async (t) => {
+  const first = await startHerald(t, { HERALD_RATE_LIMIT: '10', HERALD_ROLE: 'api' });
+  // A second process on the same database (another API replica): same settings, same clock.
+  const config = loadConfig({
+    NODE_ENV: 'test', DATABASE_URL: first.databaseUrl, HERALD_DATA_DIR: mkdtempSync(join(tmpdir(), 'herald-test-')), HERALD_ROOT_TOKEN: ROOT_TOKEN,
+    HERALD_SECRET: 'test-secret-test-secret-test-secret-0123', LOG_LEVEL: 'silent', HERALD_DB_POOL: '3', HERALD_RATE_LIMIT: '10', HERALD_ROLE: 'api',
+  });
+  const second = await startRuntime(config, { clock: first.clock, logger: true });
+  t.teardown(() => second.close());
+  const a = await workspaceWithKey(first.app);
+  const onSecond = caller(second.app, a.token);
+  const hits = async () => (await first.runtime.deps.database.sql<{ hits: number }[]>`select coalesce(sum(hits), 0)::int as hits from rate_limit_hits where key = ${`key:${a.keyId}`}`)[0]!.hits;
+
+  const codes: number[] = [];
+  for (let i = 0; i < 6; i++) codes.push((await a.call('GET', '/v1/customers')).statusCode);
+  t.same(codes, [200, 200, 200, 200, 200, 200]);
+  await eventually(async () => ((await hits()) === 6 ? true : undefined), 5000);
+  // The second process reads the shared count on the key's first request: 4 left, not 10.
+  const there: number[] = [];
+  for (let i = 0; i < 6; i++) there.push((await onSecond('GET', '/v1/customers')).statusCode);
+  t.same(there, [200, 200, 200, 200, 429, 429], 'the second process spends what is left of the budget');
+  await eventually(async () => ((await hits()) === 10 ? true : undefined), 5000);
+  // And the first process learns what the second let through at its next sync.
+  await new Promise((r) => setTimeout(r, 3 * SYNC_MS));
+  t.equal((await a.call('GET', '/v1/customers')).statusCode, 429, 'the first process refuses too');
+  t.equal(await hits(), 10, 'refused requests are not counted');
+  // A new window (the clock's minute) starts afresh everywhere.
+  first.clock.advance(60_000);
+  t.equal((await onSecond('GET', '/v1/customers')).statusCode, 200);
+  t.equal((await a.call('GET', '/v1/customers')).statusCode, 200);
 });
 
 t.test('U+0000 is refused with a pointer, in bodies and query strings alike (PostgreSQL cannot store it)', async (t) => {
