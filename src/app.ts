@@ -8,6 +8,7 @@ import type { Deps } from './deps.ts';
 import { invalid } from './http/errors.ts';
 import { graphqlPlugin } from './graphql/plugin.ts';
 import { authPlugin } from './http/auth.ts';
+import { requestDecoding } from './http/encoding.ts';
 import { sharedRateLimit } from './http/rate-limit.ts';
 import { idempotencyPlugin } from './http/idempotency.ts';
 import { openapiPlugin } from './http/openapi.ts';
@@ -85,6 +86,7 @@ export async function buildApp({ deps, rootToken, queueReady, logger = true }: B
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler());
+  requestDecoding(app);
   // JSON is the API's only body type (imports add CSV and NDJSON on their route): text is a 415.
   app.removeContentTypeParser('text/plain');
   app.addHook('onSend', async (request, reply, payload) => {

@@ -1,6 +1,7 @@
 // Cross-cutting HTTP behaviour: problem+json for every failure, limits, request ids, rate limits.
 import t from 'tap';
 import { mkdtempSync } from 'node:fs';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../src/config.ts';
@@ -26,6 +27,35 @@ t.test('a body over the limit is a 413', async (t) => {
   t.equal(res.json().code, 'payload_too_large');
   const events = await call('POST', '/v1/events', { externalId: 'x', type: 'a', properties: { blob: 'a'.repeat(6 * 1024 * 1024) } });
   t.equal(events.statusCode, 413, 'event batches have their own, larger limit');
+});
+
+t.test('compressed bodies: gzip, deflate and br are read; a gzip bomb is cut at the body limit; other encodings are a 415', async (t) => {
+  const { token, call } = await workspaceWithKey(app);
+  const post = (url: string, body: Buffer, encoding: string, length = true) =>
+    app.inject({ method: 'POST', url, payload: body, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-encoding': encoding, ...(length ? {} : { 'content-length': undefined as unknown as string }) } });
+  const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+  for (const [encoding, pack] of [['gzip', gzipSync], ['deflate', deflateSync], ['br', brotliCompressSync]] as const) {
+    const res = await post('/v1/customers', pack(json({ externalId: `zip-${encoding}`, email: `${encoding}@example.com` })), encoding);
+    t.equal(res.statusCode, 201, `${encoding}: ${res.body}`);
+  }
+  t.equal((await call('GET', '/v1/customers?externalId=zip-br')).json().data[0]?.email, 'br@example.com', 'the decompressed body was stored');
+  // 200 MB of JSON whitespace packs into ~200 KB: refused once 1 MiB has come out of it.
+  const bomb = gzipSync(Buffer.concat([Buffer.from('{"externalId":"bomb","custom":{"x":"'), Buffer.alloc(200 * 1024 * 1024, 0x20), Buffer.from('"}}')]), { level: 9 });
+  t.ok(bomb.length < 1024 * 1024, `the bomb is small on the wire (${bomb.length} bytes)`);
+  const rssBefore = process.memoryUsage().rss;
+  const boom = await post('/v1/customers', bomb, 'gzip');
+  t.equal(boom.statusCode, 413, boom.body);
+  t.equal(boom.json().code, 'payload_too_large');
+  t.ok(process.memoryUsage().rss - rssBefore < 100 * 1024 * 1024, 'it was not inflated whole');
+  const events = await post('/v1/events', gzipSync(Buffer.alloc(20 * 1024 * 1024, 0x20)), 'gzip');
+  t.equal(events.statusCode, 413, 'the events route applies its own (larger) limit to the decompressed bytes');
+  const broken = await post('/v1/customers', Buffer.from('this is not gzip at all'), 'gzip');
+  t.equal(broken.statusCode, 400, broken.body);
+  t.equal(broken.json().code, 'bad_encoding');
+  const unknown = await post('/v1/customers', json({ externalId: 'z' }), 'compress');
+  t.equal(unknown.statusCode, 415);
+  t.equal(unknown.headers['content-type'], 'application/problem+json');
+  t.equal((await call('GET', '/v1/customers?externalId=bomb')).json().data.length, 0, 'nothing of the refused bodies was stored');
 });
 
 t.test('a wrong content type is a 415', async (t) => {
