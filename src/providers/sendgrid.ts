@@ -1,8 +1,7 @@
 // Email through SendGrid's v3 Mail Send, with @sendgrid/mail (as the design card asks). One
 // MailService + Client per (API key, base URL), so two configs never share a key. The library
-// builds the request (Mail, snake_case JSON, headers) and hands it to axios; axios is configured
-// with an adapter of Herald's own (an axios option @sendgrid/client passes through, like the
-// others in its default request), which sends it through the pooled undici client of http.ts:
+// builds the request (Mail, snake_case JSON, auth and headers); a Client whose request() is
+// Herald's own sends it through the pooled undici client of http.ts instead of axios:
 // keep-alive connections, the SSRF guard, the deadline, the capped body, and the exact
 // "did the request leave" classification (retry before, unknown after).
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -15,7 +14,8 @@ type MailService = typeof sgMail;
 type Client = typeof sgClient;
 // The packages export their singletons; the classes hang off them (module.exports.MailService / .Client).
 const MailServiceClass = (sgMail as unknown as { MailService: new () => MailService }).MailService;
-const ClientClass = (sgClient as unknown as { Client: new () => Client }).Client;
+/** The library's Client as the transport below uses it (its request() is replaced). */
+const ClientClass = (sgClient as unknown as { Client: new () => { setApiKey(key: string): void; setDefaultRequest(key: string, value: unknown): void; createRequest(data: unknown): ClientRequest } }).Client;
 
 export const SENDGRID_BASE_URL = 'https://api.sendgrid.com';
 const MAX_CLIENTS = 256;
@@ -28,10 +28,6 @@ export interface SendGridProviderOptions {
   /** Trusted CAs for an https base URL (tests); default the system's. */
   ca?: string | Buffer;
 }
-
-type ResponseError = Error & { code: number; response: { headers: Record<string, string>; body: unknown } };
-const isResponseError = (e: unknown): e is ResponseError =>
-  e instanceof Error && typeof (e as { code?: unknown }).code === 'number' && typeof (e as { response?: unknown }).response === 'object';
 
 function sendgridMessage(body: unknown): string {
   const errors = (body as { errors?: Array<{ message?: unknown; field?: unknown }> } | undefined)?.errors;
@@ -79,7 +75,7 @@ export function sendGridMail(request: SendRequest, payload: EmailPayload): Param
   } as Parameters<MailService['send']>[0];
 }
 
-/** A failure http.ts classified (refused target, not sent, unknown): carried out of the library as it is. */
+/** A failure http.ts classified (refused target, not sent, unknown), or SendGrid's non-2xx answer mapped: carried out of the library as it is. */
 class TransportFailure extends Error {
   readonly outcome: Failure;
   constructor(outcome: Failure) {
@@ -88,32 +84,26 @@ class TransportFailure extends Error {
   }
 }
 
-/** What the adapter needs from the send that made the library call. */
+/** What the transport needs from the send that made the library call. */
 interface SendContext {
   url: string;
   allowPrivate: boolean;
   signal: AbortSignal | undefined;
   timeoutMs: number;
-  /** The adapter was called: a request may have been made. */
+  /** The transport was called: a request may have been made. */
   requested: boolean;
 }
 
-/** The parts of axios's request config and response the adapter reads and gives back. */
-interface AxiosConfig {
+/** The request @sendgrid/client's createRequest() builds (its axios options). */
+interface ClientRequest {
   method?: string;
   url?: string;
   baseURL?: string;
   data?: unknown;
-  headers?: { toJSON?: (asStrings?: boolean) => Record<string, unknown> } & Record<string, unknown>;
+  headers?: Record<string, unknown>;
 }
-interface AxiosLikeResponse {
-  data: string;
-  status: number;
-  statusText: string;
-  headers: Record<string, string>;
-  config: AxiosConfig;
-  request: null;
-}
+/** What the library's own request() resolves with: [Response, body]. */
+type ClientResponse = [{ statusCode: number; body: string; headers: Record<string, string> }, string];
 
 const joinUrl = (base: string | undefined, path: string | undefined) => (base ? `${base.replace(/\/+$/, '')}/${(path ?? '').replace(/^\/+/, '')}` : (path ?? ''));
 
@@ -124,26 +114,36 @@ export function createSendGridProvider(options: SendGridProviderOptions = {}): P
   const sends = new AsyncLocalStorage<SendContext>();
   const services = new Map<string, MailService>();
 
-  // axios calls this instead of its http adapter, with the request the library built (body already JSON).
-  async function adapter(config: AxiosConfig): Promise<AxiosLikeResponse> {
-    const ctx = sends.getStore();
-    if (!ctx) throw new Error('sendgrid: a request made outside a send');
-    const url = joinUrl(config.baseURL, config.url);
-    if (url !== ctx.url) throw new TransportFailure({ kind: 'rejected', reason: `refusing ${url}: not the Mail Send URL that was checked (${ctx.url})` });
-    const headers: Record<string, string> = {};
-    const raw = typeof config.headers?.toJSON === 'function' ? config.headers.toJSON(true) : (config.headers ?? {});
-    for (const [name, value] of Object.entries(raw)) if (value !== undefined && value !== null && value !== false) headers[name] = String(value);
-    ctx.requested = true;
-    const result = await httpRequest({
-      method: (config.method ?? 'post').toUpperCase(), url, headers, body: typeof config.data === 'string' ? config.data : JSON.stringify(config.data ?? null),
-      allowPrivate: ctx.allowPrivate, timeoutMs: ctx.timeoutMs, maxBodyBytes: MAX_RESPONSE_BYTES, ...(ctx.signal ? { signal: ctx.signal } : {}), ...(agents ? { agents } : {}),
-    });
-    if (!result.ok) throw new TransportFailure(result.outcome);
-    const r = result.response;
-    const response: AxiosLikeResponse = { data: r.body.toString('utf8'), status: r.status, statusText: '', headers: r.headers, config, request: null };
-    if (r.status >= 200 && r.status < 300) return response;
-    // As axios's own settle(): @sendgrid/client makes a ResponseError of a 4xx/5xx, passes the rest on.
-    throw Object.assign(new Error(`Request failed with status code ${r.status}`), { response });
+  // @sendgrid/client with its transport replaced: the library builds the request (URL, auth,
+  // headers, the Mail's JSON body) with its own createRequest(); the pooled undici client of
+  // http.ts sends it instead of axios (a third of the send worker's CPU went to axios and its
+  // config merging).
+  class PooledClient extends ClientClass {
+    async request(data: unknown): Promise<ClientResponse> {
+      const ctx = sends.getStore();
+      if (!ctx) throw new Error('sendgrid: a request made outside a send');
+      const built = this.createRequest(data);
+      const url = joinUrl(built.baseURL, built.url);
+      if (url !== ctx.url) throw new TransportFailure({ kind: 'rejected', reason: `refusing ${url}: not the Mail Send URL that was checked (${ctx.url})` });
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(built.headers ?? {})) if (value !== undefined && value !== null && value !== false) headers[name] = String(value);
+      ctx.requested = true;
+      const result = await httpRequest({
+        method: (built.method ?? 'POST').toUpperCase(), url, headers, body: typeof built.data === 'string' ? built.data : JSON.stringify(built.data ?? null),
+        allowPrivate: ctx.allowPrivate, timeoutMs: ctx.timeoutMs, maxBodyBytes: MAX_RESPONSE_BYTES, ...(ctx.signal ? { signal: ctx.signal } : {}), ...(agents ? { agents } : {}),
+      });
+      if (!result.ok) throw new TransportFailure(result.outcome);
+      const r = result.response;
+      const text = r.body.toString('utf8');
+      if (r.status >= 200 && r.status < 300) return [{ statusCode: r.status, body: text, headers: r.headers }, text];
+      let body: unknown = text;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        // not JSON: the text is the message
+      }
+      throw new TransportFailure(mapSendGridStatus(r.status, r.headers, body));
+    }
   }
 
   function serviceFor(apiKey: string, baseUrl: string): MailService {
@@ -154,20 +154,12 @@ export function createSendGridProvider(options: SendGridProviderOptions = {}): P
       services.set(key, service);
       return service;
     }
-    const client = new ClientClass();
+    const client = new PooledClient();
     client.setApiKey(apiKey);
     // After setApiKey, which resets the base URL to SendGrid's.
-    const defaults = {
-      baseUrl: `${baseUrl}/`,
-      adapter,
-      proxy: false, // (not used by the adapter) never an environment proxy
-      maxRedirects: 0,
-      maxContentLength: MAX_RESPONSE_BYTES,
-      timeout: 0, // deadlines are the send's signal
-    };
-    client.setDefaultRequest(defaults as unknown as Parameters<Client['setDefaultRequest']>[0]);
+    client.setDefaultRequest('baseUrl', `${baseUrl}/`);
     service = new MailServiceClass();
-    service.setClient(client);
+    service.setClient(client as unknown as Client);
     services.set(key, service);
     if (services.size > MAX_CLIENTS) services.delete(services.keys().next().value!);
     return service;
@@ -189,12 +181,8 @@ export function createSendGridProvider(options: SendGridProviderOptions = {}): P
         return { kind: 'sent', providerMessageId: typeof id === 'string' && id ? id : null };
       } catch (error) {
         if (error instanceof TransportFailure) return error.outcome;
-        if (isResponseError(error)) return mapSendGridStatus(error.code, error.response.headers ?? {}, error.response.body);
-        // A status below 400 that is not 2xx (a redirect, not followed): the status decides.
-        const response = (error as { response?: { status?: unknown; headers?: unknown; data?: unknown } } | undefined)?.response;
-        if (response && typeof response.status === 'number') return mapSendGridStatus(response.status, (response.headers ?? {}) as Record<string, string>, response.data);
         const message = error instanceof Error ? error.message : String(error);
-        // The library failed before handing anything to the adapter: nothing was sent.
+        // The library failed before handing anything to the transport: nothing was sent.
         if (!ctx.requested) return { kind: 'rejected', reason: `the request could not be built: ${message}` };
         return { kind: 'unknown', reason: `the SendGrid client failed after the request was made: ${message}` };
       }
