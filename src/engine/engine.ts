@@ -59,6 +59,8 @@ export interface Run {
   flow: LoadedGraph;
   timeZone: string;
   sent: { nodeId: string; channel: string; count: number; cost: number }[];
+  /** Customers a group of steps ran for (a "launch"): written once, at the end of the tick. */
+  launches: Map<Entry, boolean>;
 }
 
 /** Entries that pass through more nodes than this in one tick are parked for a minute (a guard; cycles need a wait). */
@@ -95,10 +97,13 @@ async function workspaceZones(tx: TransactionSql, ids: string[]): Promise<Map<st
  * (messages, fields, points...) are written by the node handlers in `tx`; the caller writes the
  * entries and decisions (or, for a dry run, rolls everything back).
  */
-export async function advance(tx: TransactionSql, deps: Run['deps'], entries: Entry[], options: { now: Date; dry?: boolean; sent?: Run['sent'] }): Promise<Decision[]> {
+export async function advance(
+  tx: TransactionSql, deps: Run['deps'], entries: Entry[], options: { now: Date; dry?: boolean; sent?: Run['sent']; launches?: Run['launches'] },
+): Promise<Decision[]> {
   const decisions: Decision[] = [];
   const zones = await workspaceZones(tx, [...new Set(entries.map((e) => e.workspaceId))]);
   const sent = options.sent ?? [];
+  const launches = options.launches ?? new Map();
   let pending = entries;
   while (pending.length) {
     const groups = new Map<string, Entry[]>();
@@ -117,7 +122,7 @@ export async function advance(tx: TransactionSql, deps: Run['deps'], entries: En
         for (const e of group) leave(e, 'node_removed', options.now);
         continue;
       }
-      const run: Run = { tx, deps, now: options.now, dry: options.dry ?? false, flow, timeZone: zones.get(first.workspaceId) ?? 'UTC', sent };
+      const run: Run = { tx, deps, now: options.now, dry: options.dry ?? false, flow, timeZone: zones.get(first.workspaceId) ?? 'UTC', sent, launches };
       const handler = handlers[node.type] as (run: Run, node: FlowNode, entries: Entry[]) => Promise<Outcome[]>;
       const outcomes = await handler(run, node, group);
       group.forEach((e, i) => {
@@ -185,8 +190,9 @@ export async function tick(deps: Pick<Deps, 'database' | 'boss' | 'clock'>, batc
       workspaceId: r.workspace_id, id: r.id, flowId: r.flow_id, customerId: r.customer_id, version: r.version, nodeId: r.node_id,
       context: r.context, enteredAt: r.entered_at, state: 'active', wakeAt: r.wake_at, waitingFor: null, exitReason: null, hops: 0, claimedContext: r.context,
     }));
-    const decisions = await advance(tx, deps, entries, { now });
-    await writeEntries(tx, entries, now);
+    const launches: Run['launches'] = new Map();
+    const decisions = await advance(tx, deps, entries, { now, launches });
+    await writeEntries(tx, entries, launches, now);
     await writeDecisions(tx, decisions, now);
     return rows.length;
   });
@@ -203,7 +209,7 @@ export async function drainFlows(deps: Pick<Deps, 'database' | 'boss' | 'clock'>
 // 30,000 decisions of a tick (measured). Arrays carry no nulls (postgres.js cannot type an array
 // that starts with one): '' stands for null where '' is no value, \u0001 for a branch (where ''
 // is the default branch). Times go as text: the client has no serializer for timestamptz[].
-async function writeEntries(tx: TransactionSql, entries: Entry[], now: Date): Promise<void> {
+async function writeEntries(tx: TransactionSql, entries: Entry[], launches: Run['launches'], now: Date): Promise<void> {
   // Handlers replace an entry's context when they change it: unchanged ones are not sent back.
   const col = <T>(f: (e: Entry) => T) => entries.map(f);
   await tx`
@@ -213,12 +219,31 @@ async function writeEntries(tx: TransactionSql, entries: Entry[], now: Date): Pr
       ${col((e) => e.wakeAt.toISOString())}::text[], ${col((e) => e.waitingFor ?? '')}::text[], ${col((e) => (e.context === e.claimedContext ? '' : JSON.stringify(e.context)))}::text[],
       ${col((e) => e.exitReason ?? '')}::text[]) as u(workspace_id, id, node_id, state, wake_at, waiting_for, context, exit_reason)
     where f.workspace_id = u.workspace_id and f.id = u.id`;
-  const done = entries.filter((e) => e.state === 'done');
-  if (done.length) {
+  // Each customer's flow_customers row is written once per tick: the launch (re-entry counts
+  // from it) and the end of its in-flight entry together. A customer can have several entries
+  // done in one tick (one admitted, others refused): the one in flight is cleared, whichever.
+  const customers = new Map<string, { w: string; f: string; c: string; launched: boolean; once: boolean; done: string[] }>();
+  const of = (e: Entry) => {
+    const key = `${e.workspaceId}/${e.flowId}/${e.customerId}`;
+    let row = customers.get(key);
+    if (!row) customers.set(key, (row = { w: e.workspaceId, f: e.flowId, c: e.customerId, launched: false, once: false, done: [] }));
+    return row;
+  };
+  for (const [e, once] of launches) {
+    const row = of(e);
+    row.launched = true;
+    row.once ||= once;
+  }
+  for (const e of entries) if (e.state === 'done') of(e).done.push(e.id);
+  if (customers.size) {
+    const rows = [...customers.values()];
     await tx`
-      update flow_customers fc set active_entry_id = null
-      from unnest(${done.map((e) => e.workspaceId)}::uuid[], ${done.map((e) => e.flowId)}::uuid[], ${done.map((e) => e.customerId)}::uuid[], ${done.map((e) => e.id)}::uuid[]) as u(w, f, c, e)
-      where fc.workspace_id = u.w and fc.flow_id = u.f and fc.customer_id = u.c and fc.active_entry_id = u.e`;
+      update flow_customers fc set
+        last_launch_at = case when u.launched = 1 then ${now}::timestamptz else fc.last_launch_at end, once_done = fc.once_done or u.once = 1,
+        active_entry_id = case when fc.active_entry_id = any(string_to_array(nullif(u.done, ''), ',')::uuid[]) then null else fc.active_entry_id end
+      from unnest(${rows.map((r) => r.w)}::uuid[], ${rows.map((r) => r.f)}::uuid[], ${rows.map((r) => r.c)}::uuid[], ${rows.map((r) => (r.launched ? 1 : 0))}::int[],
+        ${rows.map((r) => (r.once ? 1 : 0))}::int[], ${rows.map((r) => r.done.join(','))}::text[]) as u(w, f, c, launched, once, done)
+      where fc.workspace_id = u.w and fc.flow_id = u.f and fc.customer_id = u.c`;
   }
 }
 

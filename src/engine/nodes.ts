@@ -41,11 +41,9 @@ export const handlers: { [K in FlowNode['type']]: Handler<NodeOf<K>> } = {
     const note = (e: Entry, key: string, value: unknown) => notes.set(e.id, { ...notes.get(e.id), [key]: value });
     for (const [i, step] of node.steps.entries()) await runStep(run, node, i, step, entries, note);
     // Running a group of steps is a "launch" of the flow for the customer (re-entry counts from it).
+    // Written with the tick's entries (engine.ts writeEntries): one write per customer and tick.
     const once = (run.flow.settings.reentry?.mode ?? 'once') === 'once';
-    await run.tx`
-      insert into flow_customers (workspace_id, flow_id, customer_id, last_launch_at, once_done)
-      select ${entries[0]!.workspaceId}::uuid, ${entries[0]!.flowId}::uuid, unnest(${ids(entries)}::uuid[]), ${run.now}::timestamptz, ${once}
-      on conflict (workspace_id, flow_id, customer_id) do update set last_launch_at = excluded.last_launch_at, once_done = flow_customers.once_done or excluded.once_done`;
+    for (const e of entries) run.launches.set(e, once || (run.launches.get(e) ?? false));
     return entries.map((e) => ({ go: '', reason: { steps: node.steps.map((s) => s.type), ...notes.get(e.id) } }));
   },
 

@@ -109,7 +109,6 @@ export const flowDecisions = pgTable(
   },
   (t) => [
     primaryKey({ columns: [t.workspaceId, t.id] }),
-    index('flow_decisions_entry_idx').on(t.workspaceId, t.entryId, t.at),
     index('flow_decisions_customer_idx').on(t.workspaceId, t.customerId, t.at),
     index('flow_decisions_flow_idx').on(t.workspaceId, t.flowId, t.nodeId, t.branch),
   ],
