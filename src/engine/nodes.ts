@@ -3,6 +3,7 @@
 import { matchCustomers } from '../audience/audience.service.ts';
 import { compileProperties } from '../audience/compile.ts';
 import type { PropertyCondition } from '../audience/filter.ts';
+import { plainArray, textArray } from '../db/arrays.ts';
 import { newId } from '../ids.ts';
 import type { FlowNode, NodeOf, Step } from '../modules/flows/flows.graph.ts';
 import { enqueueMessages, type NewMessage } from '../modules/messages/outbox.ts';
@@ -147,13 +148,13 @@ async function admit(run: Run, entries: Entry[], out: (Outcome | undefined)[]): 
     const created = new Set((await run.tx<{ customer_id: string }[]>`
       insert into flow_customers (workspace_id, flow_id, customer_id, entries, active_entry_id, last_entered_at)
       select ${workspaceId}::uuid, ${flowId}::uuid, u.c, 1, nullif(u.e, '')::uuid, ${run.now}::timestamptz
-      from unnest(${customers}::uuid[], ${firstIds}::text[]) as u(c, e)
+      from unnest(${plainArray(customers)}::uuid[], ${textArray(firstIds)}::text[]) as u(c, e)
       on conflict do nothing returning customer_id`).map((r) => r.customer_id));
     const known = customers.filter((c) => !created.has(c));
     const rows = known.length
       ? await run.tx<{ customer_id: string; active_entry_id: string | null; last_launch_at: Date | null; once_done: boolean }[]>`
           select fc.customer_id, fc.active_entry_id, fc.last_launch_at, fc.once_done
-          from unnest(${known.map(() => workspaceId)}::uuid[], ${known.map(() => flowId)}::uuid[], ${known}::uuid[]) as r(w, f, c)
+          from unnest(${plainArray(known.map(() => workspaceId))}::uuid[], ${plainArray(known.map(() => flowId))}::uuid[], ${plainArray(known)}::uuid[]) as r(w, f, c)
           join flow_customers fc on fc.workspace_id = r.w and fc.flow_id = r.f and fc.customer_id = r.c
           order by fc.customer_id for update of fc`
       : [];
