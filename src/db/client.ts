@@ -15,6 +15,14 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/**
+ * Seconds before a connection is tried again after failing. The driver's default grows to 20 s
+ * after a few refused connects (3^n / 100), shared by the whole pool: queries waited that long
+ * while the database was down (requests hung instead of answering 503), and the API took as long
+ * to come back after it returned. Capped at 1 s, with jitter.
+ */
+export const reconnectDelay = (retries: number) => Math.min(0.05 * 2 ** retries, 1) * (0.5 + Math.random() / 2);
+
 export function createDatabase(url: string, options: { max?: number; applicationName?: string } = {}): Database {
   const sql = postgres(url, {
     max: options.max ?? 20,
@@ -23,6 +31,7 @@ export function createDatabase(url: string, options: { max?: number; application
     // Fail fast when the database is down, so the API can answer 503 instead of hanging.
     connect_timeout: 5,
     idle_timeout: 60,
+    backoff: reconnectDelay,
   });
   // drizzle makes the shared client pass timestamps through as text; raw queries (the set-based
   // hot paths) want Dates, and drizzle's own columns map Dates and strings alike, so the

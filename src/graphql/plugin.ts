@@ -3,6 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { GraphQLError, GraphQLScalarType, validate, valueFromASTUntyped, type SourceLocation, type ValidationRule } from 'graphql';
 import mercurius, { type IResolvers } from 'mercurius';
+import { isDatabaseDown } from '../db/errors.ts';
 import type { Deps } from '../deps.ts';
 import { HeraldError } from '../http/errors.ts';
 import { isBadData } from '../http/problem.ts';
@@ -83,6 +84,12 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; in
         }
         if (original && isBadData(original)) {
           return [{ message: 'A value cannot be stored or compared (out of range or malformed)', locations: e.locations, path: e.path, extensions: { code: 'BAD_USER_INPUT' } }];
+        }
+        if (original && isDatabaseDown(original)) {
+          // Not a bug of ours: the database is down (a restart). Like REST, answer 503.
+          statusCode = 503;
+          context?.reply?.header('retry-after', '5');
+          return [{ message: 'The database is unavailable; retry shortly', locations: e.locations, path: e.path, extensions: { code: 'SERVICE_UNAVAILABLE' } }];
         }
         if (original && e.path && !(original instanceof GraphQLError)) {
           app.log.error({ err: original }, 'graphql resolver error');

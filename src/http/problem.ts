@@ -3,6 +3,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { Type, type Static } from 'typebox';
+import { isDatabaseDown } from '../db/errors.ts';
 import { HeraldError, type FieldError } from './errors.ts';
 
 export const PROBLEM_TYPE_BASE = 'https://herald.dev/problems/';
@@ -166,14 +167,9 @@ export const problemPlugin = fp(
   { name: 'herald-problem' },
 );
 
-const DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', '57P01', '57P03']);
 /** PostgreSQL's data exceptions (class 22): a malformed or out-of-range value. */
 export function isBadData(error: unknown): boolean {
   // drizzle wraps the driver's error: the PostgresError may be the cause.
   const pg = [error, (error as { cause?: unknown } | null)?.cause].find((e) => (e as { name?: string } | null)?.name === 'PostgresError') as { code?: unknown } | undefined;
   return typeof pg?.code === 'string' && /^22[0-9A-Z]{3}$/.test(pg.code);
-}
-
-function isDatabaseDown(error: { code?: string }): boolean {
-  return typeof error.code === 'string' && DOWN_CODES.has(error.code);
 }

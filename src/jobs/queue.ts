@@ -1,6 +1,7 @@
 // pg-boss in its own schema: the job queue and scheduler of every process.
 import { PgBoss, type Job, type QueueOptions, type WorkOptions } from 'pg-boss';
 import type { Role } from '../config.ts';
+import { isDatabaseDown, retryWhileDown } from '../db/errors.ts';
 import type { Deps } from '../deps.ts';
 
 export const BOSS_SCHEMA = 'pgboss';
@@ -35,7 +36,29 @@ export async function registerJobs(boss: PgBoss, deps: Deps, role: Role, jobs: J
   for (const job of jobs) await boss.createQueue(job.name, job.queue);
   if (role === 'api') return;
   for (const job of jobs) {
-    await boss.work(job.name, { batchSize: 1, pollingIntervalSeconds: 2, ...job.work }, (batch: Job<object>[]) => job.handler(deps, batch));
+    await boss.work(job.name, { batchSize: 1, pollingIntervalSeconds: 2, ...job.work }, (batch: Job<object>[]) => throughOutages(deps, () => job.handler(deps, batch)));
     if (job.cron) await boss.schedule(job.name, job.cron, null, { tz: 'UTC' } as never);
+  }
+}
+
+/** How long a job waits for its database to come back; below every queue's expireInSeconds. */
+const OUTAGE_WAIT_MS = 60_000;
+
+/**
+ * A job whose database goes away mid-run (a restart, a failover) waits for it and runs again.
+ * Failing instead would go nowhere: pg-boss cannot record the failure in a database that is down,
+ * so the job would stay 'active' until its heartbeat or expiry ran out (minutes), and its work
+ * (the rest of a flow run, a batch of sends) would wait for the next cron or event to wake it.
+ * Every handler is safe to run again: every queue retries.
+ */
+async function throughOutages(deps: Pick<Deps, 'database'>, run: () => Promise<void>): Promise<void> {
+  const until = Date.now() + OUTAGE_WAIT_MS;
+  for (;;) {
+    try {
+      return await run();
+    } catch (error) {
+      if (!isDatabaseDown(error) || Date.now() >= until) throw error;
+      await retryWhileDown(() => deps.database.sql`select 1`, until - Date.now());
+    }
   }
 }

@@ -10,7 +10,10 @@ import postgres from 'postgres';
 
 export interface EmbeddedDatabase {
   url: string;
+  /** A fast shutdown (SIGINT): open transactions roll back, sessions are cut. */
   stop(): Promise<void>;
+  /** Starts the same cluster again on the same port after stop() (the fault tests restart it). */
+  start(): Promise<void>;
 }
 
 interface Log {
@@ -57,7 +60,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: Log, database 
   } finally {
     await admin.end();
   }
-  return { url, stop: () => pg.stop() };
+  return { url, stop: () => pg.stop(), start: () => pg.start() };
 }
 
 /**

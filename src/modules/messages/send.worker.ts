@@ -3,6 +3,7 @@
 // template version per batch, call providers with bounded concurrency, and record each outcome
 // with its action template in a few set-based statements.
 import type { Sql } from 'postgres';
+import { isDatabaseDown, retryWhileDown } from '../../db/errors.ts';
 import type { Deps } from '../../deps.ts';
 import type { JobDefinition } from '../../jobs/queue.ts';
 import type { Provider, SendOutcome } from '../../providers/types.ts';
@@ -20,6 +21,8 @@ import type { CustomerSqlRow } from '../customers/customers.service.ts';
 export const MAX_ATTEMPTS = 5;
 /** A message claimed longer ago than this by a worker that vanished has an unknown outcome. */
 export const SENDING_LEASE_MS = 5 * 60_000;
+/** How long a worker holds a claimed batch while the database is unreachable (below the lease). */
+const HOLD_MS = SENDING_LEASE_MS / 2;
 const CONCURRENCY = 32;
 
 export interface ClaimedMessage {
@@ -66,7 +69,15 @@ export async function sendDueMessages(deps: Pick<Deps, 'database' | 'db' | 'cloc
     where m.workspace_id = due.workspace_id and m.id = due.id
     returning m.workspace_id, m.id, m.customer_id, m.channel, m.channel_config_id, m.template_id, m.template_version, m.source_type, m.source_id, m.event, m.attempts`;
   if (claimed.length === 0) return 0;
-  const context = await loadContext(deps, claimed);
+  let context: Context;
+  try {
+    context = await loadContext(deps, claimed);
+  } catch (error) {
+    // Nothing was sent: give the batch back rather than leave it 'sending' until the lease sweep
+    // calls it unknown (the database went away between the claim and the sends).
+    if (isDatabaseDown(error)) await retryWhileDown(() => releaseClaims(sql, claimed, now), HOLD_MS);
+    throw error;
+  }
   const results: Result[] = [];
   let next = 0;
   await Promise.all(
@@ -74,7 +85,10 @@ export async function sendDueMessages(deps: Pick<Deps, 'database' | 'db' | 'cloc
       while (next < claimed.length) results.push(await sendOne(deps, context, claimed[next++]!, now));
     }),
   );
-  await recordResults(sql, results, now);
+  // The provider calls are made, so the outcomes are known and must be kept: while the database
+  // is unreachable the write is retried rather than the batch left 'sending' for the lease sweep
+  // to call unknown. A retry after a commit whose answer was lost writes the same outcome again.
+  await retryWhileDown(() => recordResults(sql, results, now), HOLD_MS);
   return claimed.length;
 }
 
@@ -277,6 +291,17 @@ async function recordResults(sql: Sql, results: Result[], now: Date): Promise<vo
       await tx`delete from push_subscriptions s using unnest(${gone.map((g) => g[0])}::uuid[], ${gone.map((g) => g[1])}::uuid[]) u(w, id) where s.workspace_id = u.w and s.id = u.id`;
     }
   });
+}
+
+/**
+ * Gives claimed messages back to the queue, their attempt not counted: nothing was sent. Only
+ * this claim's rows (its updated_at), so a repeat never releases another worker's claim.
+ */
+async function releaseClaims(sql: Sql, claimed: ClaimedMessage[], claimedAt: Date): Promise<void> {
+  await sql`
+    update messages m set status = 'queued', attempts = m.attempts - 1, updated_at = ${new Date(claimedAt.getTime() + 1)}
+    from unnest(${claimed.map((m) => m.workspace_id)}::uuid[], ${claimed.map((m) => m.id)}::uuid[]) as u(w, id)
+    where m.workspace_id = u.w and m.id = u.id and m.status = 'sending' and m.updated_at = ${claimedAt}`;
 }
 
 /** Messages left in 'sending' by a worker that died: the request may have left, so never resend them blindly. */
