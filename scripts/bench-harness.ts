@@ -349,6 +349,22 @@ export async function startHerald(script: string, run: { benchUrl: string; tmp: 
   return { port, child, url: `http://127.0.0.1:${port}`, rootToken };
 }
 
+/**
+ * A Herald worker in a child (`script --serve-worker`, which serves serveHerald({ HERALD_ROLE: 'worker' })) on the bench
+ * database. It connects as application_name `herald-worker-<index>` (the connection URL's parameter, which postgres.js and
+ * pg prefer to the name Herald sets), so that its sessions, and what they write, can be told from other workers'.
+ */
+export async function startHeraldWorker(script: string, run: { benchUrl: string; tmp: string; rootToken: string }, index: number) {
+  const applicationName = `herald-worker-${index}`;
+  const url = new URL(run.benchUrl);
+  url.searchParams.set('application_name', applicationName);
+  const { port, child } = await startChild(script, applicationName, ['--serve-worker'], {
+    env: { BENCH_DATABASE_URL: url.toString(), BENCH_DATA_DIR: join(run.tmp, `${applicationName}-data`), BENCH_ROOT_TOKEN: run.rootToken },
+    noun: 'worker process',
+  });
+  return { port, child, applicationName, url: `http://127.0.0.1:${port}` };
+}
+
 /** A call to Herald's API during the setup: JSON (or `contentType`) in, JSON out, anything but 2xx thrown. */
 export function heraldApi(baseUrl: string) {
   return async (method: string, path: string, token: string, body?: unknown, contentType = 'application/json') => {
