@@ -24,12 +24,21 @@ export const flowTickJob: JobDefinition = {
   cron: '* * * * *',
   handler: async (deps) => {
     const { drainFlows, DEFAULT_BATCH } = await import('./engine.ts');
+    const { wake } = await import('./entries.ts');
     const until = Date.now() + SLICE_MS;
-    await Promise.all(Array.from({ length: LOOPS }, () => drainFlows(deps, DEFAULT_BATCH, until)));
-    if (Date.now() >= until) {
-      const { wake } = await import('./entries.ts');
-      await wake(deps.boss);
-    }
+    // A full batch means a backlog (a launch, a schedule, a burst of events): one more wake-up
+    // lets a free worker join (SKIP LOCKED shares the entries); otherwise one worker drained a
+    // bulk entry alone while the others idled (bench:scale). Once per job, so it cannot cascade
+    // past the backlog: the queue is 'short', at most one wake-up waits.
+    let called = false;
+    const callHelp = () => {
+      if (called) return;
+      called = true;
+      // Only help is lost if it fails (the database is down: this job's own tick fails too).
+      wake(deps.boss).catch(() => {});
+    };
+    await Promise.all(Array.from({ length: LOOPS }, () => drainFlows(deps, DEFAULT_BATCH, until, callHelp)));
+    if (Date.now() >= until) await wake(deps.boss);
   },
 };
 

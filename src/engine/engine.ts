@@ -199,10 +199,16 @@ export async function tick(deps: Pick<Deps, 'database' | 'boss' | 'clock'>, batc
   });
 }
 
-/** Runs ticks until nothing is due, or until the deadline (ms since the epoch) passes. */
-export async function drainFlows(deps: Pick<Deps, 'database' | 'boss' | 'clock'>, batch = DEFAULT_BATCH, until = Infinity): Promise<number> {
+/**
+ * Runs ticks until nothing is due, or until the deadline (ms since the epoch) passes. `onFull` is
+ * told when a tick claimed a whole batch (more is probably due).
+ */
+export async function drainFlows(deps: Pick<Deps, 'database' | 'boss' | 'clock'>, batch = DEFAULT_BATCH, until = Infinity, onFull?: () => void): Promise<number> {
   let total = 0;
-  for (let n = await tick(deps, batch); n > 0 && Date.now() < until; n = await tick(deps, batch)) total += n;
+  for (let n = await tick(deps, batch); n > 0 && Date.now() < until; n = await tick(deps, batch)) {
+    total += n;
+    if (n >= batch) onFull?.();
+  }
   return total;
 }
 

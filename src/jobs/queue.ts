@@ -36,7 +36,12 @@ export async function registerJobs(boss: PgBoss, deps: Deps, role: Role, jobs: J
   for (const job of jobs) await boss.createQueue(job.name, job.queue);
   if (role === 'api') return;
   for (const job of jobs) {
-    await boss.work(job.name, { batchSize: 1, pollingIntervalSeconds: 2, ...job.work }, (batch: Job<object>[]) => throughOutages(deps, () => job.handler(deps, batch)));
+    // With notify on, pg-boss polls only every 30 s unless told: a worker that was busy when a
+    // NOTIFY came fetches once after its job and sleeps, so a job could wait 30 s with a worker
+    // free (test/scale.test.ts saw an action run start 30 s late). The backstop polls as often
+    // as the queue's own interval.
+    const work = { batchSize: 1, pollingIntervalSeconds: 2, ...job.work };
+    await boss.work(job.name, { notifyPollingIntervalSeconds: work.pollingIntervalSeconds, ...work }, (batch: Job<object>[]) => throughOutages(deps, () => job.handler(deps, batch)));
     if (job.cron) await boss.schedule(job.name, job.cron, null, { tz: 'UTC' } as never);
   }
 }
