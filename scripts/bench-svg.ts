@@ -116,7 +116,7 @@ export function renderResultsSvg(results: Results): string {
     const dates = [...new Set(list.map((f) => f.date?.slice(0, 10)).filter(Boolean))].join(', ');
     out.push(`<rect x="${PAD / 2}" y="${y}" width="${WIDTH - PAD}" height="${GROUP_H - 4}" rx="3" fill="#f6f8fa"/>`);
     const heading = list[0]!.script ? `npm run ${list[0]!.script}` : `bench/${bench}.json`;
-    out.push(`<text x="${PAD}" y="${y + 15}" font-size="12.5" font-weight="600" fill="${COLOURS.text}">${esc(heading)}<tspan font-weight="400" fill="${COLOURS.muted}">${dates ? `   ${esc(dates)}` : ''}${list.some((f) => f.untrusted) ? '   (the run reported errors)' : ''}${list.some((f) => f.stale) ? '   (its latest run failed: figures from the file it left)' : ''}</tspan></text>`);
+    out.push(`<text x="${PAD}" y="${y + 15}" font-size="12.5" font-weight="600" fill="${COLOURS.text}">${esc(heading)}<tspan dx="10" font-weight="400" fill="${COLOURS.muted}">${dates ? esc(dates) : ''}${list.some((f) => f.untrusted) ? '   (the run reported errors)' : ''}${list.some((f) => f.stale) ? '   (its latest run failed: figures from the file it left)' : ''}</tspan></text>`);
     y += GROUP_H;
     for (const f of list) {
       const colour = f.met === true ? COLOURS.met : f.met === false ? COLOURS.missed : COLOURS.none;
