@@ -1,7 +1,8 @@
 // The send workers: claim due messages in batches (FOR UPDATE SKIP LOCKED, so processes share
 // the work), re-check consent and address just before the provider call, render once per
 // template version per batch, call providers with bounded concurrency, and record each outcome
-// with its action template in a few set-based statements.
+// with its action template as soon as it is known, a few outcomes per statement (send.ledger.ts:
+// a worker killed mid-batch leaves at most its calls in flight with an unknown outcome).
 import type { Sql } from 'postgres';
 import { isDatabaseDown, retryWhileDown } from '../../db/errors.ts';
 import type { Deps } from '../../deps.ts';
@@ -11,55 +12,61 @@ import { loadChannelConfig } from '../channels/channels.service.ts';
 import { compileFields, customerContext, fieldLayout, type CompiledTemplate } from '../templates/render.ts';
 import { versionFields } from '../templates/templates.service.ts';
 import type { TemplateChannel } from '../templates/templates.schemas.ts';
-import { assignActions, type Assignment } from './action-templates.ts';
 import { composePayload, trackingUrls } from './compose.ts';
 import { SEND_QUEUE } from './outbox.ts';
+import { HOLD_MS, ledger, releaseClaims, SENDING_LEASE_MS, type ClaimedMessage, type Ledger, type SendResult } from './send.ledger.ts';
 import { inWindow, nextLocalTime } from '../../time/local-time.ts';
 import type { WorkspaceSettings } from '../workspaces/workspaces.schemas.ts';
 import type { CustomerSqlRow } from '../customers/customers.service.ts';
 
+export { SENDING_LEASE_MS, type ClaimedMessage } from './send.ledger.ts';
+
 export const MAX_ATTEMPTS = 5;
-/** A message claimed longer ago than this by a worker that vanished has an unknown outcome. */
-export const SENDING_LEASE_MS = 5 * 60_000;
-/** How long a worker holds a claimed batch while the database is unreachable (below the lease). */
-const HOLD_MS = SENDING_LEASE_MS / 2;
+/**
+ * A claimed message stays 'queued', out of other workers' reach until its lease ends; it turns
+ * 'sending' only right before its provider call. So a worker that dies leaves 'sending' (unknown,
+ * after SENDING_LEASE_MS) only the calls it had in flight, and the rest of its batch is due again
+ * when the lease ends.
+ */
+export const CLAIM_LEASE_MS = 20_000;
 const CONCURRENCY = 32;
-
-export interface ClaimedMessage {
-  workspace_id: string;
-  id: string;
-  customer_id: string;
-  channel: string;
-  channel_config_id: string;
-  template_id: string;
-  template_version: number;
-  source_type: string;
-  source_id: string;
-  event: Record<string, unknown> | null;
-  attempts: number;
-}
-
-interface Result {
-  message: ClaimedMessage;
-  status: 'sent' | 'queued' | 'not_sent' | 'failed' | 'unknown';
-  reason: string | null;
-  toAddress: string | null;
-  rendered: Record<string, unknown> | null;
-  providerMessageId: string | null;
-  nextAttemptAt: Date | null;
-  goneSubscription?: string;
-  /** Put off (quiet hours), not tried: the attempt is given back. */
-  deferred?: boolean;
-}
+/** Claim loops per send job (drainDueMessages). */
+const LOOPS = 3;
+/** How often idle slots look for due messages while others still wait on providers. */
+const POLL_MS = 500;
+/** Provider calls one worker process can have in flight: at most that many unknown outcomes when it dies. */
+export const SEND_SLOTS = LOOPS * CONCURRENCY;
 
 export type ProviderRegistry = Record<string, Provider>;
 
+type SendDeps = Pick<Deps, 'database' | 'db' | 'clock' | 'config' | 'providers'>;
+
 /** Claims up to `limit` due messages and sends them; returns how many were claimed. */
-export async function sendDueMessages(deps: Pick<Deps, 'database' | 'db' | 'clock' | 'config' | 'providers'>, limit = 500): Promise<number> {
+export async function sendDueMessages(deps: SendDeps, limit = 500): Promise<number> {
+  return sendBatches(deps, limit, { batches: 1 }, false);
+}
+
+/** A claimed batch on its way: its messages share a lease and a context. */
+interface Batch {
+  now: Date;
+  lease: Date;
+  messages: ClaimedMessage[];
+  context: Context;
+  /** Messages not yet through a slot. */
+  left: number;
+  /** Messages this claim decided (sent, or not sent and why). */
+  decided: Set<string>;
+  /** The writes of their outcomes. */
+  records: Promise<void>[];
+}
+
+async function claimBatch(deps: SendDeps, limit: number): Promise<Batch | null> {
   const { sql } = deps.database;
   const now = deps.clock.now();
+  // The lease is also the claim's fence: the statements that act on claimed rows match it.
+  const lease = new Date(now.getTime() + CLAIM_LEASE_MS);
   const claimed = await sql<ClaimedMessage[]>`
-    update messages m set status = 'sending', attempts = m.attempts + 1, updated_at = ${now}
+    update messages m set next_attempt_at = ${lease}, updated_at = ${now}
     from (
       select workspace_id, id from messages
       where status = 'queued' and next_attempt_at <= ${now}
@@ -67,29 +74,80 @@ export async function sendDueMessages(deps: Pick<Deps, 'database' | 'db' | 'cloc
       for update skip locked
     ) due
     where m.workspace_id = due.workspace_id and m.id = due.id
-    returning m.workspace_id, m.id, m.customer_id, m.channel, m.channel_config_id, m.template_id, m.template_version, m.source_type, m.source_id, m.event, m.attempts`;
-  if (claimed.length === 0) return 0;
-  let context: Context;
+    returning m.workspace_id, m.id, m.customer_id, m.channel, m.channel_config_id, m.template_id, m.template_version, m.source_type, m.source_id, m.event, m.attempts, ${lease}::timestamptz as lease`;
+  if (claimed.length === 0) return null;
   try {
-    context = await loadContext(deps, claimed);
+    const context = await loadContext(deps, claimed);
+    return { now, lease, messages: claimed, context, left: claimed.length, decided: new Set(), records: [] };
   } catch (error) {
-    // Nothing was sent: give the batch back rather than leave it 'sending' until the lease sweep
-    // calls it unknown (the database went away between the claim and the sends).
-    if (isDatabaseDown(error)) await retryWhileDown(() => releaseClaims(sql, claimed, now), HOLD_MS);
+    // Nothing was sent: give the batch back now rather than when its lease ends (the database
+    // went away between the claim and the sends).
+    if (isDatabaseDown(error)) await retryWhileDown(() => releaseClaims(sql, claimed, lease, now), HOLD_MS);
     throw error;
   }
-  const results: Result[] = [];
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(CONCURRENCY, claimed.length) }, async () => {
-      while (next < claimed.length) results.push(await sendOne(deps, context, claimed[next++]!, now));
-    }),
-  );
-  // The provider calls are made, so the outcomes are known and must be kept: while the database
-  // is unreachable the write is retried rather than the batch left 'sending' for the lease sweep
-  // to call unknown. A retry after a commit whose answer was lost writes the same outcome again.
-  await retryWhileDown(() => recordResults(sql, results, now), HOLD_MS);
-  return claimed.length;
+}
+
+async function sendClaimed(deps: SendDeps, book: Ledger, batch: Batch, m: ClaimedMessage): Promise<void> {
+  try {
+    const result = await sendOne(deps, batch.context, m, batch.now, book.start);
+    if (!result) return;
+    batch.decided.add(m.id);
+    // Written by the ledger's next flush, before the slot's next call is marked 'sending'.
+    batch.records.push(book.record(result));
+  } finally {
+    if (--batch.left === 0) {
+      await Promise.all(batch.records);
+      // Not started here (the mark failed, or the claim was lost to another worker after its lease).
+      const unstarted = batch.messages.filter((c) => !batch.decided.has(c.id));
+      if (unstarted.length) await retryWhileDown(() => releaseClaims(deps.database.sql, unstarted, batch.lease, batch.now), HOLD_MS);
+    }
+  }
+}
+
+/**
+ * CONCURRENCY slots send claimed messages; when none is left, one claim (at most `budget.batches`
+ * in all) fills the queue again while the other slots finish their calls, so a slow provider
+ * call holds its slot only. With `poll`, while some slots still wait on providers and nothing is
+ * due, the idle ones look again every POLL_MS: a call that hangs until its deadline must not hold
+ * back the retries that come due meanwhile. Returns how many messages were claimed.
+ */
+async function sendBatches(deps: SendDeps, limit: number, budget: { batches: number }, poll: boolean): Promise<number> {
+  const book = ledger(deps.database.sql, deps.clock);
+  const queue: { m: ClaimedMessage; batch: Batch }[] = [];
+  let claiming: Promise<boolean> | null = null;
+  let waiting: Promise<void> | null = null;
+  let busy = 0;
+  let claimed = 0;
+  const claim = () =>
+    (claiming ??= (async () => {
+      if (budget.batches <= 0) return false;
+      const batch = await claimBatch(deps, limit);
+      if (!batch) return false;
+      budget.batches--;
+      claimed += batch.messages.length;
+      for (const m of batch.messages) queue.push({ m, batch });
+      return true;
+    })().finally(() => (claiming = null)));
+  const slot = async () => {
+    for (;;) {
+      const item = queue.shift();
+      if (item) {
+        busy++;
+        try {
+          await sendClaimed(deps, book, item.batch, item.m);
+        } finally {
+          busy--;
+        }
+      } else if (!(await claim())) {
+        if (!poll || busy === 0 || budget.batches <= 0) return;
+        await (waiting ??= new Promise<void>((r) => setTimeout(r, POLL_MS)).then(() => {
+          waiting = null;
+        }));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, slot));
+  return claimed;
 }
 
 interface Context {
@@ -183,9 +241,9 @@ function htmlPieces(compiled: CompiledTemplate, parts: Record<string, string[]>)
   return layout && pieces ? { layout, pieces } : undefined;
 }
 
-async function sendOne(deps: Pick<Deps, 'config' | 'providers'>, ctx: Context, m: ClaimedMessage, now: Date): Promise<Result> {
-  const base: Result = { message: m, status: 'not_sent', reason: null, toAddress: null, rendered: null, providerMessageId: null, nextAttemptAt: null };
-  const notSent = (reason: string): Result => ({ ...base, reason });
+async function sendOne(deps: Pick<Deps, 'config' | 'providers' | 'clock'>, ctx: Context, m: ClaimedMessage, now: Date, start: (m: ClaimedMessage) => Promise<boolean>): Promise<SendResult | null> {
+  const base: SendResult = { message: m, status: 'not_sent', reason: null, toAddress: null, rendered: null, providerMessageId: null, nextAttemptAt: null, started: false };
+  const notSent = (reason: string): SendResult => ({ ...base, reason });
   const customer = ctx.customers.get(k(m.workspace_id, m.customer_id));
   if (!customer) return notSent('no_address');
   const consent = ctx.consents.get(k(m.workspace_id, m.customer_id, m.channel));
@@ -203,7 +261,7 @@ async function sendOne(deps: Pick<Deps, 'config' | 'providers'>, ctx: Context, m
   const quiet = rules.quietHours;
   if (quiet && (quiet.channels ?? QUIET_DEFAULT_CHANNELS).includes(m.channel) && inWindow(now, zone, quiet.start, quiet.end)) {
     if (quiet.behavior === 'skip') return notSent('quiet_hours');
-    return { ...base, status: 'queued', reason: 'quiet_hours: deferred to the end of the window', nextAttemptAt: nextLocalTime(now, zone, quiet.end), deferred: true };
+    return { ...base, status: 'queued', reason: 'quiet_hours: deferred to the end of the window', nextAttemptAt: nextLocalTime(now, zone, quiet.end) };
   }
   // Decided before the provider call and counted at once, so one batch cannot overshoot a cap.
   const cap = rules.frequencyCaps?.[m.channel as 'email'];
@@ -236,6 +294,8 @@ async function sendOne(deps: Pick<Deps, 'config' | 'providers'>, ctx: Context, m
   if ('error' in composed) return notSent(composed.error);
   const provider = deps.providers[config.provider];
   if (!provider) return notSent('channel_config_missing');
+  if (!(await start(m))) return null;
+  const attempts = m.attempts + 1;
   let outcome: SendOutcome;
   try {
     outcome = await provider.send({ messageId: m.id, workspaceId: m.workspace_id, payload: composed.payload, settings: config.settings, secrets: config.secrets, allowPrivateTargets: rules.allowPrivateNetworkTargets === true });
@@ -243,7 +303,7 @@ async function sendOne(deps: Pick<Deps, 'config' | 'providers'>, ctx: Context, m
     // A provider that throws has broken its contract; nobody knows whether the request left.
     outcome = { kind: 'unknown', reason: (error as Error).message };
   }
-  const sent = { ...base, toAddress: address || null, rendered: composed.rendered };
+  const sent = { ...base, toAddress: address || null, rendered: composed.rendered, started: true };
   switch (outcome.kind) {
     case 'sent':
       return { ...sent, status: 'sent', providerMessageId: outcome.providerMessageId };
@@ -254,54 +314,12 @@ async function sendOne(deps: Pick<Deps, 'config' | 'providers'>, ctx: Context, m
     case 'unknown':
       return { ...sent, status: 'unknown', reason: outcome.reason.slice(0, 500) };
     case 'retry': {
-      if (m.attempts >= MAX_ATTEMPTS) return { ...sent, status: 'failed', reason: `gave up after ${m.attempts} attempts: ${outcome.reason}`.slice(0, 500) };
-      const backoff = outcome.retryAfterMs ?? Math.min(2 ** m.attempts * 1000, 10 * 60_000) * (0.75 + Math.random() / 2);
-      return { ...sent, status: 'queued', reason: outcome.reason.slice(0, 500), nextAttemptAt: new Date(now.getTime() + backoff) };
+      if (attempts >= MAX_ATTEMPTS) return { ...sent, status: 'failed', reason: `gave up after ${attempts} attempts: ${outcome.reason}`.slice(0, 500) };
+      const backoff = outcome.retryAfterMs ?? Math.min(2 ** attempts * 1000, 10 * 60_000) * (0.75 + Math.random() / 2);
+      // From the answer, not the batch's start: a call made late in a long batch waits its whole backoff too.
+      return { ...sent, status: 'queued', reason: outcome.reason.slice(0, 500), nextAttemptAt: new Date(deps.clock.now().getTime() + backoff) };
     }
   }
-}
-
-async function recordResults(sql: Sql, results: Result[], now: Date): Promise<void> {
-  const rows = results.map((r) => ({
-    workspace_id: r.message.workspace_id, id: r.message.id, status: r.status, reason: r.reason, to_address: r.toAddress,
-    rendered: r.rendered, provider_message_id: r.providerMessageId, next_attempt_at: r.nextAttemptAt?.toISOString() ?? null,
-    sent_at: r.status === 'sent' ? now.toISOString() : null, deferred: r.deferred === true,
-  }));
-  const assignments: Assignment[] = results.flatMap((r) => {
-    const kind = r.status === 'sent' ? 'sent' : r.status === 'not_sent' ? 'not_sent' : r.status === 'failed' ? 'failed' : null;
-    const m = r.message;
-    return kind ? [{ workspaceId: m.workspace_id, messageId: m.id, customerId: m.customer_id, sourceType: m.source_type, sourceId: m.source_id, kind, occurredAt: now, touchpoint: { channel: m.channel, ...(r.reason ? { reason: r.reason } : {}) } }] : [];
-  });
-  const gone = results.flatMap((r) => (r.goneSubscription ? [[r.message.workspace_id, r.goneSubscription] as const] : []));
-  await sql.begin(async (tx) => {
-    await tx`
-      update messages m set
-        -- A delivery webhook can overtake this write, and a lease sweep can have called the
-        -- outcome unknown: only those two states give way to what the worker learned.
-        status = case when m.status in ('sending', 'unknown') then r.status else m.status end,
-        reason = case when m.status in ('sending', 'unknown') then r.reason else m.reason end,
-        to_address = coalesce(r.to_address, m.to_address), rendered = coalesce(r.rendered, m.rendered),
-        provider_message_id = coalesce(r.provider_message_id, m.provider_message_id), next_attempt_at = coalesce(r.next_attempt_at, m.next_attempt_at),
-        sent_at = coalesce(r.sent_at, m.sent_at), attempts = m.attempts - case when r.deferred then 1 else 0 end, updated_at = ${now}
-      from json_to_recordset(${JSON.stringify(rows)}::json)
-        as r(workspace_id uuid, id uuid, status text, reason text, to_address text, rendered jsonb, provider_message_id text, next_attempt_at timestamptz, sent_at timestamptz, deferred boolean)
-      where m.workspace_id = r.workspace_id and m.id = r.id`;
-    await assignActions(tx, assignments);
-    if (gone.length) {
-      await tx`delete from push_subscriptions s using unnest(${gone.map((g) => g[0])}::uuid[], ${gone.map((g) => g[1])}::uuid[]) u(w, id) where s.workspace_id = u.w and s.id = u.id`;
-    }
-  });
-}
-
-/**
- * Gives claimed messages back to the queue, their attempt not counted: nothing was sent. Only
- * this claim's rows (its updated_at), so a repeat never releases another worker's claim.
- */
-async function releaseClaims(sql: Sql, claimed: ClaimedMessage[], claimedAt: Date): Promise<void> {
-  await sql`
-    update messages m set status = 'queued', attempts = m.attempts - 1, updated_at = ${new Date(claimedAt.getTime() + 1)}
-    from unnest(${claimed.map((m) => m.workspace_id)}::uuid[], ${claimed.map((m) => m.id)}::uuid[]) as u(w, id)
-    where m.workspace_id = u.w and m.id = u.id and m.status = 'sending' and m.updated_at = ${claimedAt}`;
 }
 
 /** Messages left in 'sending' by a worker that died: the request may have left, so never resend them blindly. */
@@ -317,15 +335,10 @@ export async function recoverAbandoned(sql: Sql, now: Date): Promise<number> {
  * Sends until nothing is due. Three loops (measured best on 2 cores) run side by side (SKIP LOCKED keeps their batches apart),
  * so one batch's rendering and provider calls overlap the other's database round trips.
  */
-export async function drainDueMessages(deps: Parameters<typeof sendDueMessages>[0], loops = 3, maxBatches = 400): Promise<number> {
-  let sent = 0;
-  let batches = 0;
-  await Promise.all(
-    Array.from({ length: loops }, async () => {
-      for (let n; batches++ < maxBatches && (n = await sendDueMessages(deps)) > 0; ) sent += n;
-    }),
-  );
-  return sent;
+export async function drainDueMessages(deps: SendDeps, loops = LOOPS, maxBatches = 400): Promise<number> {
+  const budget = { batches: maxBatches };
+  const claimed = await Promise.all(Array.from({ length: loops }, () => sendBatches(deps, 500, budget, true)));
+  return claimed.reduce((a, b) => a + b, 0);
 }
 
 export const sendJob: JobDefinition = {

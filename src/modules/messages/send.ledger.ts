@@ -1,0 +1,183 @@
+// The send pipeline's writes between a claim and its outcomes. A claimed message stays 'queued'
+// under its claim's lease; it turns 'sending' (its attempt counted) right before its provider
+// call, and its outcome is written as soon as it is known: a worker that dies leaves 'sending'
+// only the calls it had in flight. Every write matches the claim's lease (its fence), so a claim
+// that ran out and was taken by another worker is never acted on twice.
+import type { Sql } from 'postgres';
+import { plainArray } from '../../db/arrays.ts';
+import { isDatabaseDown, retryWhileDown } from '../../db/errors.ts';
+import type { Clock } from '../../deps.ts';
+import { newId } from '../../ids.ts';
+
+/** A message left 'sending' longer ago than this by a worker that vanished has an unknown outcome. */
+export const SENDING_LEASE_MS = 5 * 60_000;
+/** How long a worker holds a claimed batch while the database is unreachable (below the lease). */
+export const HOLD_MS = SENDING_LEASE_MS / 2;
+
+export interface ClaimedMessage {
+  workspace_id: string;
+  id: string;
+  customer_id: string;
+  channel: string;
+  channel_config_id: string;
+  template_id: string;
+  template_version: number;
+  source_type: string;
+  source_id: string;
+  event: Record<string, unknown> | null;
+  attempts: number;
+  /** The claim's lease: until then the message is this claim's (see CLAIM_LEASE_MS). */
+  lease: Date;
+}
+
+export interface SendResult {
+  message: ClaimedMessage;
+  status: 'sent' | 'queued' | 'not_sent' | 'failed' | 'unknown';
+  reason: string | null;
+  toAddress: string | null;
+  rendered: Record<string, unknown> | null;
+  providerMessageId: string | null;
+  nextAttemptAt: Date | null;
+  goneSubscription?: string;
+  /** The provider was called (the message was marked 'sending' and its attempt counted first). */
+  started: boolean;
+}
+
+interface Waiter<T, R> {
+  item: T;
+  resolve: (value: R) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * A send loop's writes between its claims and their outcomes, coalesced: the outcomes that arrive
+ * while a statement runs, and the provider calls that became ready meanwhile (marked 'sending',
+ * their attempt counted), go together in the next statement. A slot's next call is marked with
+ * its previous outcome or after it, so a worker that dies leaves at most one message per slot
+ * without the outcome it learned. start() answers false when the claim was lost (its lease ended and another worker
+ * claimed the message, or the database could not be reached): the message is not sent here.
+ * Outcomes are known and must be kept: while the database is unreachable their write is retried
+ * (a retry after a commit whose answer was lost writes the same outcome again); if it fails for
+ * good, nothing more is started.
+ */
+export function ledger(sql: Sql, clock: Clock) {
+  let starts: Waiter<ClaimedMessage, boolean>[] = [];
+  let outcomes: Waiter<SendResult, void>[] = [];
+  let busy = false;
+  let broken = false;
+  const write = async (o: Waiter<SendResult, void>[], s: Waiter<ClaimedMessage, boolean>[]) => {
+    const results = o.map((w) => w.item);
+    let started = new Set<string>();
+    try {
+      started = await recordAndStart(sql, results, broken ? [] : s.map((w) => w.item), clock.now());
+      for (const w of o) w.resolve();
+    } catch (error) {
+      if (isDatabaseDown(error)) {
+        // Nothing more is started now (the claims are given back); the outcomes are kept: their
+        // write alone is retried while the database is down.
+        try {
+          if (results.length) await retryWhileDown(() => recordAndStart(sql, results, [], clock.now()), HOLD_MS);
+          for (const w of o) w.resolve();
+        } catch (again) {
+          broken = true;
+          for (const w of o) w.reject(again);
+        }
+      } else {
+        broken = true;
+        for (const w of [...o, ...s]) w.reject(error);
+        return;
+      }
+    }
+    for (const w of s) w.resolve(started.has(w.item.id));
+  };
+  const flush = async () => {
+    while (starts.length || outcomes.length) {
+      const [o, s] = [outcomes, starts];
+      starts = [];
+      outcomes = [];
+      await write(o, s);
+    }
+    busy = false;
+  };
+  const wake = () => {
+    if (busy) return;
+    busy = true;
+    setImmediate(() => void flush());
+  };
+  return {
+    start: (item: ClaimedMessage) => new Promise<boolean>((resolve, reject) => (starts.push({ item, resolve, reject }), wake())),
+    /** Settles once written; a rejection is the caller's to handle (it is not left unhandled here). */
+    record: (item: SendResult) => {
+      const written = new Promise<void>((resolve, reject) => (outcomes.push({ item, resolve, reject }), wake()));
+      written.catch(() => {});
+      return written;
+    },
+  };
+}
+
+export type Ledger = ReturnType<typeof ledger>;
+
+/**
+ * One statement (one commit): the outcomes with their action templates (the insert of
+ * assignActions, for the rows actually written) and the push subscriptions found gone, then the
+ * starts; answers the ids started.
+ */
+async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMessage[], now: Date): Promise<Set<string>> {
+  const rows = results.map((r) => ({
+    workspace_id: r.message.workspace_id, id: r.message.id, status: r.status, reason: r.reason, to_address: r.toAddress,
+    rendered: r.rendered, provider_message_id: r.providerMessageId, next_attempt_at: r.nextAttemptAt?.toISOString() ?? null,
+    sent_at: r.status === 'sent' ? now.toISOString() : null, started: r.started, lease: r.message.lease.toISOString(),
+  }));
+  const assignments = results.flatMap((r) => {
+    const kind = r.status === 'sent' ? 'sent' : r.status === 'not_sent' ? 'not_sent' : r.status === 'failed' ? 'failed' : null;
+    const m = r.message;
+    return kind ? [{ workspace_id: m.workspace_id, id: newId(), message_id: m.id, customer_id: m.customer_id, source_type: m.source_type, source_id: m.source_id, kind, touchpoint: { channel: m.channel, ...(r.reason ? { reason: r.reason } : {}) } }] : [];
+  });
+  const gone = results.flatMap((r) => (r.goneSubscription ? [[r.message.workspace_id, r.goneSubscription] as const] : []));
+  const rowsStarted = await sql<{ id: string }[]>`
+    with written as (
+      update messages m set
+        -- A delivery webhook can overtake this write, and a lease sweep can have called the
+        -- outcome unknown: only those two states give way to what the worker learned (and
+        -- 'queued', for a message this claim decided not to send).
+        status = case when m.status in ('queued', 'sending', 'unknown') then r.status else m.status end,
+        reason = case when m.status in ('queued', 'sending', 'unknown') then r.reason else m.reason end,
+        to_address = coalesce(r.to_address, m.to_address), rendered = coalesce(r.rendered, m.rendered),
+        provider_message_id = coalesce(r.provider_message_id, m.provider_message_id), next_attempt_at = coalesce(r.next_attempt_at, m.next_attempt_at),
+        sent_at = coalesce(r.sent_at, m.sent_at), updated_at = ${now}
+      from json_to_recordset(${JSON.stringify(rows)}::json)
+        as r(workspace_id uuid, id uuid, status text, reason text, to_address text, rendered jsonb, provider_message_id text, next_attempt_at timestamptz, sent_at timestamptz, started boolean, lease timestamptz)
+      where m.workspace_id = r.workspace_id and m.id = r.id
+        -- One never started is still this claim's only while its lease holds (the claim's fence).
+        and (r.started or (m.status = 'queued' and m.next_attempt_at = r.lease))
+      returning m.workspace_id, m.id
+    ), assigned as (
+      insert into customer_actions (workspace_id, id, action_template_id, customer_id, message_id, occurred_at, touchpoint)
+      select a.workspace_id, a.id, t.id, a.customer_id, a.message_id, ${now}, a.touchpoint
+      from json_to_recordset(${JSON.stringify(assignments)}::json)
+        as a(workspace_id uuid, id uuid, message_id uuid, customer_id uuid, source_type text, source_id text, kind text, touchpoint jsonb)
+      join written w on w.workspace_id = a.workspace_id and w.id = a.message_id
+      join action_templates t on t.workspace_id = a.workspace_id and t.source_type = a.source_type and t.source_id = a.source_id and t.kind = a.kind
+      on conflict (workspace_id, action_template_id, message_id) do nothing
+    ), gone as (
+      delete from push_subscriptions s using unnest(${plainArray(gone.map((g) => g[0]))}::uuid[], ${plainArray(gone.map((g) => g[1]))}::uuid[]) u(w, id)
+      where s.workspace_id = u.w and s.id = u.id
+    )
+    update messages m set status = 'sending', attempts = m.attempts + 1, updated_at = ${now}
+    from unnest(${plainArray(starts.map((m) => m.workspace_id))}::uuid[], ${plainArray(starts.map((m) => m.id))}::uuid[],
+      ${plainArray(starts.map((m) => m.lease.toISOString()))}::timestamptz[]) as u(w, id, lease)
+    where m.workspace_id = u.w and m.id = u.id and m.status = 'queued' and m.next_attempt_at = u.lease
+    returning m.id`;
+  return new Set(rowsStarted.map((r) => r.id));
+}
+
+/**
+ * Gives claimed messages that were not started back to the queue, due at once. Only this claim's
+ * rows (its lease), so a repeat never releases another worker's claim.
+ */
+export async function releaseClaims(sql: Sql, claimed: ClaimedMessage[], lease: Date, now: Date): Promise<void> {
+  await sql`
+    update messages m set next_attempt_at = ${now}, updated_at = ${now}
+    from unnest(${claimed.map((m) => m.workspace_id)}::uuid[], ${claimed.map((m) => m.id)}::uuid[]) as u(w, id)
+    where m.workspace_id = u.w and m.id = u.id and m.status = 'queued' and m.next_attempt_at = ${lease}`;
+}
