@@ -128,14 +128,14 @@ t.test('workers killed at random moments of a flow run and action runs with send
     }
     const w = await pool.start();
     let moment: string = planned;
+    let entering: Promise<void> | undefined;
     // Flow entries and action runs are made once the worker listens: its wake-ups take them at once.
     if (planned === 'tick') {
       const now = await progress();
-      const entering = enter(Math.max(0, FLOW_BATCH - (now.entries - now.done)));
+      entering = enter(Math.max(0, FLOW_BATCH - (now.entries - now.done)));
       await until('a worker to claim flow entries', async () => ((await workerHolds('flow_entries')) ? true : undefined), 30_000, 5);
       await sleep(Math.floor(Math.random() * 200));
       if (!(await workerHolds('flow_entries'))) moment = 'tick (just committed)';
-      await entering;
     } else if (planned === 'run') {
       await launch();
       const caught = await until('the action run', async () => ((await workerHolds('action_runs')) ? true : (await sql`select 1 from action_runs where workspace_id = ${workspaceId} and status = 'pending'`).length ? undefined : false), 30_000, 5);
@@ -155,6 +155,7 @@ t.test('workers killed at random moments of a flow run and action runs with send
     const mockInFlight = flying();
     const sendingBefore = (await statuses()).sending ?? 0;
     t.equal(await w.kill('SIGKILL'), 'SIGKILL', `kill ${round + 1}: the worker died of SIGKILL`);
+    await entering;
     // Its backends end when PostgreSQL sees the sockets close; an open transaction rolls back then.
     await until("the killed worker's backends to end", async () => ((await workerBackends(sql)) === 0 ? true : undefined), 30_000);
     const now = await statuses();
@@ -177,7 +178,8 @@ t.test('workers killed at random moments of a flow run and action runs with send
       where r.workspace_id = ${workspaceId} group by 1, 2 having (r.status = 'pending') <> (count(m.id) = 0)`;
     t.same(halfRuns, [], `kill ${round + 1}: no run is half done`);
     t.comment(`kill ${round + 1} (${moment}): ${mockInFlight} requests in flight at the mock, ${sendingBefore} messages 'sending' before the kill, ${newlySending} left 'sending' by it; queued ${now.queued ?? 0}`);
-    if (w.output().trim()) t.comment(`worker ${round + 1} said: ${w.output().trim().slice(0, 2000)}`);
+    const said = w.output().split('\n').filter((l) => l.trim() && !/listening on/.test(l)).join('\n');
+    if (said) t.comment(`worker ${round + 1} said: ${said.slice(0, 2000)}`);
     await wake(`after-kill-${round + 1}`);
   }
 
