@@ -3,7 +3,7 @@
 import t from 'tap';
 import { enqueueMessages, type NewMessage } from '../src/modules/messages/outbox.ts';
 import { applyMessageEvents } from '../src/modules/messages/message-events.ts';
-import { MAX_ATTEMPTS, recoverAbandoned, sendDueMessages, sendJob } from '../src/modules/messages/send.worker.ts';
+import { MAX_ATTEMPTS, recoverAbandoned, RENDER_RETRY_MS, sendDueMessages, sendJob } from '../src/modules/messages/send.worker.ts';
 import { registerJobs } from '../src/jobs/queue.ts';
 import type { Provider, SendOutcome, SendRequest } from '../src/providers/types.ts';
 import { sandboxProvider } from '../src/providers/sandbox.ts';
@@ -283,4 +283,21 @@ t.test('workspace rules: quiet hours in the customer time zone (skip or defer, D
   const stranger = await workspaceWithKey(app);
   t.equal((await stranger.call('PATCH', `/v1/workspaces/${s.workspaceId}`, { name: 'x' })).statusCode, 404);
   t.equal((await s.call('PATCH', `/v1/workspaces/${s.workspaceId}`, { name: 'Renamed' })).json().name, 'Renamed', 'a write key may change its own workspace');
+});
+
+t.test('a render over its time limit is tried once more later (a starved machine), then not sent (a template that explodes)', async (t) => {
+  const s = await setup();
+  deps.providers.sandbox = sandboxProvider;
+  const slow = (await s.call('POST', '/v1/templates', { name: 'slow', channel: 'email', content: { subject: 'Hi', html: '<p>{% for i in (1..5000) %}{% for j in (1..5000) %}x{% endfor %}{% endfor %}</p>' } })).json().id as string;
+  const customer = (await s.call('POST', '/v1/customers', { externalId: 'slow', email: 'slow@x.io' })).json().id;
+  const [id] = await enqueue([message(s, customer, newId(), { templateId: slow })]);
+  await sendDueMessages(deps);
+  const [first] = await sql`select status, reason, attempts, next_attempt_at from messages where id = ${id!}`;
+  t.match(first, { status: 'queued', attempts: 0, reason: /^render_time_limit: html: template render limit exceeded/ }, 'deferred, no attempt spent');
+  t.equal(first!.next_attempt_at.getTime(), herald.clock.now().getTime() + RENDER_RETRY_MS);
+  await sendDueMessages(deps);
+  t.equal((await statusOf(id!)).status, 'queued', 'not before its time');
+  herald.clock.advance(RENDER_RETRY_MS);
+  await sendDueMessages(deps);
+  t.match(await statusOf(id!), { status: 'not_sent', reason: /^render_error: html: template render limit exceeded/ }, 'the second time is final');
 });

@@ -26,6 +26,8 @@ export interface ClaimedMessage {
   source_id: string;
   event: Record<string, unknown> | null;
   attempts: number;
+  /** Why it is still queued, if it was tried before (a retry, a deferral). */
+  reason: string | null;
   /** The claim's lease: until then the message is this claim's (see CLAIM_LEASE_MS). */
   lease: Date;
 }
