@@ -5,7 +5,7 @@ import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Deps } from './deps.ts';
-import { invalid } from './http/errors.ts';
+import { invalid, type FieldError } from './http/errors.ts';
 import { graphqlPlugin } from './graphql/plugin.ts';
 import { authPlugin } from './http/auth.ts';
 import { requestDecoding } from './http/encoding.ts';
@@ -40,20 +40,29 @@ export interface BuildOptions {
 }
 
 /** The JSON pointer of the first string (or key) holding U+0000 in parsed JSON, if any (iterative: bodies may nest deeply). */
-function nulPointer(root: unknown, base: string): string | undefined {
-  const stack: [unknown, string][] = [[root, base]];
+/**
+ * JSON nested deeper than this is refused: nothing Herald keeps needs it (audience filters stop
+ * far sooner), and a few thousand levels overflow JSON.stringify and PostgreSQL's jsonb (a 500).
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** The first value PostgreSQL could not take (U+0000 in text or a key) or that is nested too deeply. */
+function badValue(root: unknown, base: string): FieldError | undefined {
+  const stack: [unknown, string, number][] = [[root, base, 0]];
   while (stack.length) {
-    const [value, at] = stack.pop()!;
+    const [value, at, depth] = stack.pop()!;
     if (typeof value === 'string') {
-      if (value.includes('\u0000')) return at;
+      if (value.includes('\u0000')) return { pointer: at, detail: 'contains U+0000' };
     } else if (Array.isArray(value)) {
-      for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], `${at}/${i}`]);
+      if (depth >= MAX_JSON_DEPTH) return { pointer: at, detail: `nested deeper than ${MAX_JSON_DEPTH} levels` };
+      for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], `${at}/${i}`, depth + 1]);
     } else if (value && typeof value === 'object' && typeof (value as { pipe?: unknown }).pipe !== 'function' && !Buffer.isBuffer(value)) {
       // Parsed JSON and query strings only: a streamed body (a CSV import) is not walked.
+      if (depth >= MAX_JSON_DEPTH) return { pointer: at, detail: `nested deeper than ${MAX_JSON_DEPTH} levels` };
       for (const [key, v] of Object.entries(value)) {
         const here = `${at}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`;
-        if (key.includes('\u0000')) return here;
-        stack.push([v, here]);
+        if (key.includes('\u0000')) return { pointer: here, detail: 'contains U+0000' };
+        stack.push([v, here, depth + 1]);
       }
     }
   }
@@ -93,11 +102,11 @@ export async function buildApp({ deps, rootToken, queueReady, logger = true }: B
     reply.header('x-request-id', request.id);
     return payload;
   });
-  // PostgreSQL text and jsonb cannot hold U+0000: refuse it up front, naming the field, instead
-  // of failing in the database.
+  // PostgreSQL text and jsonb cannot hold U+0000, and deep nesting overflows stacks: refused up
+  // front, naming the field, instead of failing in the database.
   app.addHook('preValidation', async (request) => {
-    const at = nulPointer(request.body, '') ?? nulPointer(request.query, '/query');
-    if (at !== undefined) throw invalid('Text may not contain the NUL character (U+0000)', [{ pointer: at, detail: 'contains U+0000' }]);
+    const bad = badValue(request.body, '') ?? badValue(request.query, '/query');
+    if (bad) throw invalid(bad.detail === 'contains U+0000' ? 'Text may not contain the NUL character (U+0000)' : `JSON may not be nested deeper than ${MAX_JSON_DEPTH} levels`, [bad]);
   });
   // A refused WebSocket upgrade (no key, a bad key) must not leave its socket open: close it
   // once the answer is out, or it would hold the server (and its shutdown) indefinitely.

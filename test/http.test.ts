@@ -183,6 +183,34 @@ t.test('rate limit shared by processes on one database: a key cannot multiply it
   t.equal((await a.call('GET', '/v1/customers')).statusCode, 200);
 });
 
+t.test('deep JSON is refused with a pointer before anything runs (JSON.stringify and jsonb overflow a few thousand levels down)', async (t) => {
+  const deep = await startHerald(t, { HERALD_ROLE: 'api' });
+  const { call } = await workspaceWithKey(deep.app);
+  // As JSON text: JSON.stringify itself overflows on the deepest ones.
+  const nest = (depth: number): string => {
+    let open = '';
+    let close = '';
+    for (let i = 0; i < depth; i++) {
+      open += i % 2 ? '{"k":' : '[';
+      close = (i % 2 ? '}' : ']') + close;
+    }
+    return `${open}"leaf"${close}`;
+  };
+  const body = (fields: string) => `{${fields}}`;
+  for (const depth of [100, 5000, 100_000]) {
+    const res = await call('POST', '/v1/customers', body(`"externalId":"deep-${depth}","custom":{"x":${nest(depth)}}`), { 'content-type': 'application/json' });
+    t.equal(res.statusCode, 400, `${depth} levels: ${res.body.slice(0, 200)}`);
+    t.match(res.json(), { code: 'validation_failed', errors: [{ pointer: /^\/custom\/x(\/(0|k))+$/, detail: 'nested deeper than 64 levels' }] });
+  }
+  const json = { 'content-type': 'application/json' };
+  const events = await call('POST', '/v1/events', body(`"events":[{"externalId":"deep","type":"x","properties":{"p":${nest(5000)}}}]`), json);
+  t.equal(events.statusCode, 400, 'event properties too');
+  const gql = await call('POST', '/graphql', body(`"query":"query($v: Int) { customers(first: $v) { edges { node { id } } } }","variables":{"v":${nest(5000)}}`), json);
+  t.match(gql.json(), { data: null, errors: [{ message: 'JSON may not be nested deeper than 64 levels', extensions: { code: 'BAD_USER_INPUT' } }] }, 'GraphQL variables too (a GraphQL error)');
+  t.equal((await call('POST', '/v1/customers', body(`"externalId":"ok","custom":{"x":${nest(60)}}`), json)).statusCode, 201, '60 levels are fine');
+  t.equal((await call('GET', '/v1/customers?externalId=deep-5000')).json().data.length, 0, 'nothing stored');
+});
+
 t.test('U+0000 is refused with a pointer, in bodies and query strings alike (PostgreSQL cannot store it)', async (t) => {
   const nul = await startHerald(t, { HERALD_ROLE: 'api' });
   const { call } = await workspaceWithKey(nul.app);
