@@ -115,7 +115,7 @@ async function sendClaimed(deps: SendDeps, book: Ledger, batch: Batch, m: Claime
  * due, the idle ones look again every POLL_MS: a call that hangs until its deadline must not hold
  * back the retries that come due meanwhile. Returns how many messages were claimed.
  */
-async function sendBatches(deps: SendDeps, limit: number, budget: { batches: number }, poll: boolean): Promise<number> {
+async function sendBatches(deps: SendDeps, limit: number, budget: { batches: number; onFull?: (() => void) | undefined }, poll: boolean): Promise<number> {
   const book = ledger(deps.database.sql, deps.clock);
   const queue: { m: ClaimedMessage; batch: Batch }[] = [];
   let claiming: Promise<boolean> | null = null;
@@ -129,6 +129,7 @@ async function sendBatches(deps: SendDeps, limit: number, budget: { batches: num
       if (!batch) return false;
       budget.batches--;
       claimed += batch.messages.length;
+      if (batch.messages.length >= limit) budget.onFull?.();
       for (const m of batch.messages) queue.push({ m, batch });
       return true;
     })().finally(() => (claiming = null)));
@@ -346,8 +347,8 @@ export async function recoverAbandoned(sql: Sql, now: Date): Promise<number> {
  * Sends until nothing is due. Three loops (measured best on 2 cores) run side by side (SKIP LOCKED keeps their batches apart),
  * so one batch's rendering and provider calls overlap the other's database round trips.
  */
-export async function drainDueMessages(deps: SendDeps, loops = LOOPS, maxBatches = 400): Promise<number> {
-  const budget = { batches: maxBatches };
+export async function drainDueMessages(deps: SendDeps, loops = LOOPS, maxBatches = 400, onFull?: () => void): Promise<number> {
+  const budget = { batches: maxBatches, onFull };
   const claimed = await Promise.all(Array.from({ length: loops }, () => sendBatches(deps, 500, budget, true)));
   return claimed.reduce((a, b) => a + b, 0);
 }
@@ -360,7 +361,17 @@ export const sendJob: JobDefinition = {
   cron: '* * * * *',
   handler: async (deps) => {
     await recoverAbandoned(deps.database.sql, deps.clock.now());
-    await drainDueMessages(deps);
+    // A full batch means a backlog (a large action run is one wake-up): one more job lets a free
+    // worker join, as flow ticks do (SKIP LOCKED keeps the batches apart). Once per job, and
+    // throttled to one a second, so it stops with the backlog.
+    let called = false;
+    const callHelp = () => {
+      if (called) return;
+      called = true;
+      // Only help is lost if it fails.
+      deps.boss.send(SEND_QUEUE, {}, { singletonKey: 'help', singletonSeconds: 1 }).catch(() => {});
+    };
+    await drainDueMessages(deps, LOOPS, 400, callHelp);
     await wakeForNextRetry(deps);
   },
 };
