@@ -20,7 +20,7 @@ import { RUN_QUEUE } from '../src/modules/actions/actions.runs.ts';
 import { SEND_QUEUE } from '../src/modules/messages/outbox.ts';
 import { recoverAbandoned, SEND_SLOTS, SENDING_LEASE_MS } from '../src/modules/messages/send.worker.ts';
 import { startHerald, workspaceWithKey } from './helpers/app.ts';
-import { allowLoopback, inFlight, makeCustomers, repeated, sleep, until as untilIn, workerBackends, workerPool } from './helpers/faults-setup.ts';
+import { allowLoopback, inFlight, makeCustomers, repeated, sleep, until as untilIn, welcomeFlow, workerBackends, workerPool } from './helpers/faults-setup.ts';
 import { startSendGridMock } from './mocks/index.ts';
 
 const KILLS = 10;
@@ -51,21 +51,7 @@ t.test('workers killed at random moments of a flow run and action runs with send
   const config = (await call('POST', '/v1/channel-configs', { name: 'SendGrid', provider: 'sendgrid', settings: { fromEmail: 'news@acme.example', apiBaseUrl: mock.url }, secrets: { apiKey: 'SG.faults-kill' } })).json();
   const template = async (name: string) => (await call('POST', '/v1/templates', { name, channel: 'email', content: { subject: `${name} {{ customer.external_id }}`, html: `<p>${name}, {{ customer.external_id }}</p>` } })).json().id as string;
   const [welcome, bonus, promo] = [await template('Welcome'), await template('Gold bonus'), await template('Promo')];
-  const send = (templateId: string) => ({ type: 'send', channel: 'email', channelConfigId: config.id, templateId });
-  const graph = {
-    nodes: [
-      { id: 'start', type: 'event_trigger', eventType: 'signup' },
-      { id: 'mail', type: 'steps', steps: [send(welcome)] },
-      { id: 'pause', type: 'wait', mode: 'fixed', duration: { amount: 0, unit: 'minutes' } },
-      { id: 'check', type: 'condition', filter: { type: 'field', field: 'custom.tier', op: 'eq', value: 'gold' } },
-      { id: 'gold', type: 'steps', steps: [send(bonus)] },
-      { id: 'end', type: 'exit' },
-    ],
-    edges: [
-      { from: 'start', to: 'mail' }, { from: 'mail', to: 'pause' }, { from: 'pause', to: 'check' },
-      { from: 'check', to: 'gold', branch: 'yes' }, { from: 'check', to: 'end', branch: 'no' }, { from: 'gold', to: 'end' },
-    ],
-  };
+  const graph = welcomeFlow(config.id, welcome, bonus, { type: 'field', field: 'custom.tier', op: 'eq', value: 'gold' });
   const flow = await call('POST', '/v1/flows', { name: 'Kill me', graph });
   t.equal(flow.statusCode, 201, flow.body);
   const flowId = flow.json().id as string;

@@ -13,6 +13,7 @@
 import t from 'tap';
 import { enqueueMessages } from '../src/modules/messages/outbox.ts';
 import { ROOT_TOKEN, startHerald, workspaceWithKey } from './helpers/app.ts';
+import { welcomeFlow } from './helpers/faults-setup.ts';
 import { spawnHerald, type HeraldChild } from './helpers/spawn.ts';
 
 const CUSTOMERS = 4000;
@@ -70,21 +71,7 @@ t.test('two workers share flows, action runs and sends; nothing is done twice', 
   const config = (await call('POST', '/v1/channel-configs', { name: 'sandbox', provider: 'sandbox', channel: 'email', settings: { fromEmail: 'news@acme.example' } })).json();
   const template = (name: string) => call('POST', '/v1/templates', { name, channel: 'email', content: { subject: `${name}, {{ customer.first_name | default: "you" }}`, html: `<p>${name} <a href="https://acme.example/x">more</a></p>` } }).then((r) => r.json().id as string);
   const [welcome, bonus, sale] = await Promise.all([template('Welcome'), template('Gold bonus'), template('Sale')]);
-  const send = (templateId: string) => ({ type: 'send', channel: 'email', channelConfigId: config.id, templateId });
-  const graph = {
-    nodes: [
-      { id: 'start', type: 'event_trigger', eventType: 'signup' },
-      { id: 'mail', type: 'steps', steps: [send(welcome)] },
-      { id: 'pause', type: 'wait', mode: 'fixed', duration: { amount: 0, unit: 'minutes' } },
-      { id: 'check', type: 'condition', filter: { type: 'field', field: 'custom.plan', op: 'eq', value: 'gold' } },
-      { id: 'gold', type: 'steps', steps: [send(bonus)] },
-      { id: 'end', type: 'exit' },
-    ],
-    edges: [
-      { from: 'start', to: 'mail' }, { from: 'mail', to: 'pause' }, { from: 'pause', to: 'check' },
-      { from: 'check', to: 'gold', branch: 'yes' }, { from: 'check', to: 'end', branch: 'no' }, { from: 'gold', to: 'end' },
-    ],
-  };
+  const graph = welcomeFlow(config.id, welcome, bonus, { type: 'field', field: 'custom.plan', op: 'eq', value: 'gold' });
   const created = await call('POST', '/v1/flows', { name: 'Shared', graph });
   t.equal(created.statusCode, 201, created.statusCode === 201 ? 'the flow is saved' : created.body);
   const flowId = created.json().id as string;

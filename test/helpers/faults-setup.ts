@@ -122,3 +122,25 @@ export function repeated(ids: Iterable<string>): Record<string, number> {
   for (const id of ids) n.set(id, (n.get(id) ?? 0) + 1);
   return Object.fromEntries([...n].filter(([, c]) => c > 1));
 }
+
+/**
+ * The flow of the kill and scale-out tests: everyone who signs up gets a welcome email, waits
+ * (0 minutes: the wait collapses), and the customers `gold` matches get a bonus email too.
+ */
+export function welcomeFlow(channelConfigId: string, welcomeTemplate: string, bonusTemplate: string, gold: Record<string, unknown>) {
+  const send = (templateId: string) => ({ type: 'send', channel: 'email', channelConfigId, templateId });
+  return {
+    nodes: [
+      { id: 'start', type: 'event_trigger', eventType: 'signup' },
+      { id: 'mail', type: 'steps', steps: [send(welcomeTemplate)] },
+      { id: 'pause', type: 'wait', mode: 'fixed', duration: { amount: 0, unit: 'minutes' } },
+      { id: 'check', type: 'condition', filter: gold },
+      { id: 'gold', type: 'steps', steps: [send(bonusTemplate)] },
+      { id: 'end', type: 'exit' },
+    ],
+    edges: [
+      { from: 'start', to: 'mail' }, { from: 'mail', to: 'pause' }, { from: 'pause', to: 'check' },
+      { from: 'check', to: 'gold', branch: 'yes' }, { from: 'check', to: 'end', branch: 'no' }, { from: 'gold', to: 'end' },
+    ],
+  };
+}

