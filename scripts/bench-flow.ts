@@ -51,7 +51,8 @@
 // Exit status: 0 when the runs were clean (even when a target is missed: this is a measurement),
 // 1 when a request failed, an entry did not finish, counts differ, or the setup failed.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { machineCpu, procCpu } from './bench-proc.ts';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -61,7 +62,7 @@ import type { PgBoss } from 'pg-boss';
 import type postgres from 'postgres';
 import { int, ms, percent, round3, selfTime, table, verdict, type CpuProfile } from './bench-lib.ts';
 import {
-  announce, begin, benchDatabase, cleanups, failures, heraldApi, positive, runBench, say, sayErrorTotals, serveHerald, startChild, startHerald, stopChild, tempDir, totals, writeReport,
+  announce, begin, benchDatabase, cleanups, failures, heraldApi, positive, runBench, say, sayErrorTotals, serveHerald, startChild, startHerald, benchFlowGraph, stopChild, tempDir, totals, writeReport,
 } from './bench-harness.ts';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -112,25 +113,6 @@ function summary(values: number[]) {
 
 // CPU over a measurement, from /proc (Linux): this process, this database's backends (those alive at
 // the start and the end), and how busy the machine was (others' work included).
-const TICKS = 100; // USER_HZ
-function procCpu(pid: number | string): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / TICKS;
-  } catch {
-    return Number.NaN;
-  }
-}
-function machineCpu(): { busy: number; total: number } {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const total = line.slice(0, 8).reduce((a, b) => a + b, 0);
-    return { busy: (total - line[3]! - line[4]!) / TICKS, total: total / TICKS };
-  } catch {
-    return { busy: Number.NaN, total: Number.NaN };
-  }
-}
 async function cpuMeter(sql: postgres.Sql, dbName: string) {
   const backends = async () => (await sql<{ pid: number }[]>`select pid from pg_stat_activity where datname = ${dbName} and backend_type = 'client backend'`).map((r) => r.pid);
   const startPids = await backends();
@@ -161,29 +143,6 @@ const describeCpu = (c: Cpu) => `CPU: bench process ${c.benchCores} cores, Postg
 
 // ---- the flow ----------------------------------------------------------------------------------
 
-function flowGraph(channelConfigId: string, templateId: string) {
-  return {
-    nodes: [
-      { id: 'start', type: 'event_trigger', eventType: 'signup' },
-      { id: 'has_plan', type: 'condition', filter: { type: 'field', field: 'custom.plan', op: 'exists' } },
-      { id: 'pause', type: 'wait', mode: 'fixed', duration: { amount: 0, unit: 'minutes' } },
-      { id: 'welcome', type: 'steps', name: 'Welcome email', steps: [{ type: 'send', channel: 'email', channelConfigId, templateId }] },
-      { id: 'split', type: 'splitter', mode: 'percent', branches: [{ key: 'a', percent: 50 }, { key: 'b', percent: 50 }] },
-      { id: 'end_a', type: 'exit' },
-      { id: 'end_b', type: 'exit' },
-      { id: 'no_plan', type: 'exit' },
-    ],
-    edges: [
-      { from: 'start', to: 'has_plan' },
-      { from: 'has_plan', to: 'pause', branch: 'yes' },
-      { from: 'has_plan', to: 'no_plan', branch: 'no' },
-      { from: 'pause', to: 'welcome' },
-      { from: 'welcome', to: 'split' },
-      { from: 'split', to: 'end_a', branch: 'a' },
-      { from: 'split', to: 'end_b', branch: 'b' },
-    ],
-  };
-}
 const STEPS_NODE = 'welcome';
 
 /** Customers <prefix>0 .. <prefix><n - 1> made in SQL: time-ordered ids (UUID v7 layout), an email, a plan and a first name. */
@@ -276,7 +235,7 @@ async function main(): Promise<number> {
         text: 'Hi {{ customer.first_name | default: "there" }}, welcome to the {{ customer.plan }} plan: https://shop.example.com/start',
       },
     });
-    const graph = flowGraph(String(config.id), String(template.id));
+    const graph = benchFlowGraph(String(config.id), String(template.id));
     const flowIds: string[] = [];
     for (let i = 0; i < flows; i++) {
       const created = await api('POST', '/v1/flows', apiKey, { name: `Welcome ${i + 1}`, graph });
@@ -643,7 +602,7 @@ async function main(): Promise<number> {
       channel: 'sendgrid (local mock); the engine queues the email in the outbox, the send workers do not run during the throughput phase',
       server: server ?? null,
       triggers,
-      flow: flowGraph('<config>', '<template>'),
+      flow: benchFlowGraph('<config>', '<template>'),
     },
     throughput: {
       unit: 'customer-steps/s (flow_decisions rows per second)',

@@ -104,7 +104,7 @@ const RAW_SQL = `select kind, id, at, data from (
      from events where workspace_id = $1 and customer_id = $2 order by occurred_at desc, id desc limit ${PAGE + 1})
   union all
   (select 'message', id, created_at, jsonb_build_object('channel', channel, 'status', status, 'reason', reason, 'templateId', template_id, 'templateVersion', template_version,
-       'source', jsonb_build_object('type', source_type, 'id', source_id, 'stepId', step_id, 'entryId', entry_id))
+       'toAddress', to_address, 'sentAt', sent_at, 'source', jsonb_build_object('type', source_type, 'id', source_id, 'stepId', step_id, 'entryId', entry_id))
      from messages where workspace_id = $1 and customer_id = $2 order by created_at desc, id desc limit ${PAGE + 1})
   union all
   (select 'action', x.id, x.occurred_at, jsonb_build_object('kind', t.kind, 'actionTemplateId', t.id, 'messageId', x.message_id, 'sourceType', t.source_type, 'sourceId', t.source_id, 'touchpoint', x.touchpoint)

@@ -421,3 +421,40 @@ export async function runBench(name: string, main: () => Promise<number>): Promi
   }
   process.exit(code);
 }
+
+/** The ceiling of the HTTP benches: the smallest Fastify application there is, in a process of its own. */
+export async function serveHelloWorld(): Promise<void> {
+  const { default: Fastify } = await import('fastify');
+  const app = Fastify({ logger: false });
+  app.get('/', async () => ({ hello: 'world' }));
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  await announce(app.server.address(), () => app.close());
+}
+
+/**
+ * The flow of bench:flow and bench:scale: trigger "signup" -> condition (custom.plan exists) ->
+ * wait (fixed, 0 minutes: it collapses) -> steps (one email) -> splitter (50/50) -> exit.
+ */
+export function benchFlowGraph(channelConfigId: string, templateId: string) {
+  return {
+    nodes: [
+      { id: 'start', type: 'event_trigger', eventType: 'signup' },
+      { id: 'has_plan', type: 'condition', filter: { type: 'field', field: 'custom.plan', op: 'exists' } },
+      { id: 'pause', type: 'wait', mode: 'fixed', duration: { amount: 0, unit: 'minutes' } },
+      { id: 'welcome', type: 'steps', name: 'Welcome email', steps: [{ type: 'send', channel: 'email', channelConfigId, templateId }] },
+      { id: 'split', type: 'splitter', mode: 'percent', branches: [{ key: 'a', percent: 50 }, { key: 'b', percent: 50 }] },
+      { id: 'end_a', type: 'exit' },
+      { id: 'end_b', type: 'exit' },
+      { id: 'no_plan', type: 'exit' },
+    ],
+    edges: [
+      { from: 'start', to: 'has_plan' },
+      { from: 'has_plan', to: 'pause', branch: 'yes' },
+      { from: 'has_plan', to: 'no_plan', branch: 'no' },
+      { from: 'pause', to: 'welcome' },
+      { from: 'welcome', to: 'split' },
+      { from: 'split', to: 'end_a', branch: 'a' },
+      { from: 'split', to: 'end_b', branch: 'b' },
+    ],
+  };
+}

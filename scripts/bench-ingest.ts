@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { int, median, ms, percent, round3, table, verdict } from './bench-lib.ts';
 import {
-  announce, begin, benchDatabase, cleanups, DRAIN_MS, failures, heraldApi, measure, positive, runBench, say, sayErrorTotals, serveHerald, startChild, startHerald, tempDir, totals, writeReport,
+  begin, benchDatabase, cleanups, DRAIN_MS, failures, heraldApi, measure, positive, runBench, say, sayErrorTotals, serveHelloWorld, serveHerald, startChild, startHerald, tempDir, totals, writeReport,
 } from './bench-harness.ts';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -42,14 +42,6 @@ const TARGET_SINGLE = 0.4;
 
 // Herald itself: serveHerald (bench-harness.ts).
 
-/** Ceiling B: the smallest Fastify application there is, in a process of its own. */
-async function hello(): Promise<void> {
-  const { default: Fastify } = await import('fastify');
-  const app = Fastify({ logger: false });
-  app.get('/', async () => ({ hello: 'world' }));
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  await announce(app.server.address(), () => app.close());
-}
 
 // ---- the bench ---------------------------------------------------------------------------------
 
@@ -264,5 +256,5 @@ async function main(): Promise<number> {
 
 const mode = process.argv[2];
 if (mode === '--serve') await serveHerald();
-else if (mode === '--hello') await hello();
+else if (mode === '--hello') await serveHelloWorld();
 else await runBench('bench:ingest', main);

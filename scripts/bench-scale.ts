@@ -34,7 +34,7 @@
 // (250; 0 wakes the engine once per phase, as a bulk entry does).
 // Exit status: 0 when the runs were clean (this is a measurement), 1 on any failure or double work.
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { machineCpu, postgresCpu, procCpu } from './bench-proc.ts';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -44,7 +44,7 @@ import type { PgBoss } from 'pg-boss';
 import type postgres from 'postgres';
 import { int, percent, round3, table } from './bench-lib.ts';
 import {
-  announce, ask, begin, benchDatabase, cleanups, failures, heraldApi, positive, runBench, say, sayErrorTotals, serveHerald, startChild, startHerald, startHeraldWorker, tempDir, writeReport,
+  announce, ask, begin, benchDatabase, cleanups, failures, heraldApi, positive, runBench, say, sayErrorTotals, serveHerald, startChild, startHerald, startHeraldWorker, tempDir, writeReport, benchFlowGraph,
 } from './bench-harness.ts';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -67,39 +67,6 @@ async function mock(): Promise<void> {
   await announce(sendgrid.server.address(), () => sendgrid.close(), { stats: () => ({ ...sendgrid.counts }) });
 }
 
-// ---- CPU from /proc (Linux) ---------------------------------------------------------------------
-
-const TICKS = 100; // USER_HZ
-function procCpu(pid: number | undefined): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / TICKS;
-  } catch {
-    return Number.NaN;
-  }
-}
-/** CPU seconds of every process named "postgres" (backends that came and went in between are missed). */
-function postgresCpu(): number {
-  let total = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) !== 'postgres') continue;
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      total += (Number(fields[11]) + Number(fields[12])) / TICKS;
-    } catch {
-      // the process ended
-    }
-  }
-  return total;
-}
-function machineCpu(): { busy: number; total: number } {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = line.slice(0, 8).reduce((a, b) => a + b, 0);
-  return { busy: (total - line[3]! - line[4]!) / TICKS, total: total / TICKS };
-}
 const round2 = (n: number) => Math.round(n * 100) / 100;
 /** Cores busy over a phase: the API, each worker, the mock, PostgreSQL (all of its processes), and the machine's busy share. */
 function cpuMeter(pids: { api: number; workers: number[]; mock: number | undefined }) {
@@ -120,29 +87,6 @@ type Cpu = ReturnType<ReturnType<typeof cpuMeter>>;
 
 // ---- the flow, the customers, the work log ------------------------------------------------------
 
-function flowGraph(channelConfigId: string, templateId: string) {
-  return {
-    nodes: [
-      { id: 'start', type: 'event_trigger', eventType: 'signup' },
-      { id: 'has_plan', type: 'condition', filter: { type: 'field', field: 'custom.plan', op: 'exists' } },
-      { id: 'pause', type: 'wait', mode: 'fixed', duration: { amount: 0, unit: 'minutes' } },
-      { id: 'welcome', type: 'steps', name: 'Welcome email', steps: [{ type: 'send', channel: 'email', channelConfigId, templateId }] },
-      { id: 'split', type: 'splitter', mode: 'percent', branches: [{ key: 'a', percent: 50 }, { key: 'b', percent: 50 }] },
-      { id: 'end_a', type: 'exit' },
-      { id: 'end_b', type: 'exit' },
-      { id: 'no_plan', type: 'exit' },
-    ],
-    edges: [
-      { from: 'start', to: 'has_plan' },
-      { from: 'has_plan', to: 'pause', branch: 'yes' },
-      { from: 'has_plan', to: 'no_plan', branch: 'no' },
-      { from: 'pause', to: 'welcome' },
-      { from: 'welcome', to: 'split' },
-      { from: 'split', to: 'end_a', branch: 'a' },
-      { from: 'split', to: 'end_b', branch: 'b' },
-    ],
-  };
-}
 
 const TEMPLATE = {
   subject: 'Welcome, {{ customer.first_name | default: "there" }}',
@@ -241,7 +185,7 @@ async function main(): Promise<number> {
   const templateVersion = Number(template.currentVersion ?? template.version ?? 1);
   const flowIds: string[] = [];
   for (const n of WORKERS) {
-    const created = await api('POST', '/v1/flows', apiKey, { name: `Welcome (${n} workers)`, graph: flowGraph(sandboxId, templateId) });
+    const created = await api('POST', '/v1/flows', apiKey, { name: `Welcome (${n} workers)`, graph: benchFlowGraph(sandboxId, templateId) });
     if (created.status !== 'ready') throw new Error(`setup: the flow is not ready: ${JSON.stringify(created.problems)}`);
     const launched = await api('POST', `/v1/flows/${String(created.id)}/launch`, apiKey);
     if (launched.status !== 'active') throw new Error(`setup: the flow did not launch: ${JSON.stringify(launched).slice(0, 300)}`);
@@ -291,6 +235,10 @@ async function main(): Promise<number> {
             from customers where workspace_id = ${workspaceId}) c`;
     await settle(sql);
     say(`flow: ${int(CUSTOMERS)} entries due at the trigger (${((performance.now() - t0) / 1000).toFixed(1)} s); draining...`);
+    // Workers may have started on the entries already (their per-minute tick, a wake-up of the
+    // last phase): the rate counts only the decisions made while the clock runs.
+    const decisionsNow = async () => (await sql<{ n: number }[]>`select count(*)::int as n from flow_decisions where workspace_id = ${workspaceId} and flow_id = ${flowId}`)[0]!.n;
+    const decisionsBefore = await decisionsNow();
     let cpu = cpuMeter(pids);
     t0 = performance.now();
     let waking = true;
@@ -322,8 +270,8 @@ async function main(): Promise<number> {
       select count(*)::int as decisions, (count(*) - count(distinct (entry_id, node_id)))::int as twice, count(distinct entry_id)::int as entries
       from flow_decisions where workspace_id = ${workspaceId} and flow_id = ${flowId}`;
     if (counts.twice || counts.decisions !== CUSTOMERS * NODES_PASSED) failures.push({ what: `flow, ${n} worker(s)`, detail: `${counts.decisions} decisions (expected ${CUSTOMERS * NODES_PASSED}), ${counts.twice} (entry, node) pairs twice` });
-    const flow = { seconds: round3(flowSeconds), perSecond: Math.round(counts.decisions / flowSeconds), decisions: counts.decisions, entries: counts.entries, byWorker: await workByApp(sql, 'decisions'), cpu: flowCpu };
-    say(`  ${int(flow.perSecond)} customer-steps/s (${flowSeconds.toFixed(1)} s); decisions by worker: ${share(flow.byWorker)}; CPU cores: workers ${flowCpu.workers.join(' + ')}, PostgreSQL ${flowCpu.postgres}, API ${flowCpu.api} (machine ${percent(flowCpu.machineBusy)} busy)`);
+    const flow = { seconds: round3(flowSeconds), perSecond: Math.round((counts.decisions - decisionsBefore) / flowSeconds), decisions: counts.decisions, decisionsBefore, entries: counts.entries, byWorker: await workByApp(sql, 'decisions'), cpu: flowCpu };
+    say(`  ${int(flow.perSecond)} customer-steps/s (${flowSeconds.toFixed(1)} s; ${int(decisionsBefore)} decisions made before the clock started); decisions by worker: ${share(flow.byWorker)}; CPU cores: workers ${flowCpu.workers.join(' + ')}, PostgreSQL ${flowCpu.postgres}, API ${flowCpu.api} (machine ${percent(flowCpu.machineBusy)} busy)`);
 
     // The flow's emails (sandbox) are sent by now or soon: the outbox is drained before the send phase.
     for (const end = deadline(); ; await sleep(500)) {
@@ -403,7 +351,7 @@ async function main(): Promise<number> {
   sayErrorTotals(failures.length > 0);
 
   writeReport('scale.json', { ...run, pgVersion }, {
-    settings: { customers: CUSTOMERS, messages: MESSAGES, workers: WORKERS, channel: CHANNEL, wakeMs: WAKE_MS, enqueueBatch: ENQUEUE_BATCH, nodesPassed: NODES_PASSED, flow: flowGraph('<sandbox>', '<template>') },
+    settings: { customers: CUSTOMERS, messages: MESSAGES, workers: WORKERS, channel: CHANNEL, wakeMs: WAKE_MS, enqueueBatch: ENQUEUE_BATCH, nodesPassed: NODES_PASSED, flow: benchFlowGraph('<sandbox>', '<template>') },
     flow: {
       unit: 'customer-steps/s (flow_decisions rows per second)',
       byWorkers: results.map((r) => ({ workers: r.workers, figure: r.flow.perSecond, vsOne: round3(r.flow.perSecond / base.flow.perSecond), ...r.flow })),

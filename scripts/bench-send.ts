@@ -28,7 +28,8 @@
 // Exit status: 0 when the runs were clean (even when a target is missed: this is a measurement),
 // 1 when any message was not sent, any request or INSERT failed, a check failed or the setup failed.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { machineCpu, postgresCpu, procCpu, procMemory } from './bench-proc.ts';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -155,57 +156,6 @@ function customersCsv(n: number): string {
   return `${lines.join('\n')}\n`;
 }
 
-// ---- process figures from /proc (Linux): nothing asked of the processes themselves ---------------
-
-const TICKS = 100; // USER_HZ
-function procCpu(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / TICKS;
-  } catch {
-    return Number.NaN;
-  }
-}
-function procMemory(pid: number): { rss: number; hwm: number } {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024;
-    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
-  } catch {
-    return { rss: Number.NaN, hwm: Number.NaN };
-  }
-}
-/** CPU seconds of every process named "postgres" on this machine (backends that came and went in between are missed). */
-function postgresCpu(): number {
-  let total = 0;
-  try {
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-        if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) !== 'postgres') continue;
-        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        total += (Number(fields[11]) + Number(fields[12])) / TICKS;
-      } catch {
-        // the process ended
-      }
-    }
-  } catch {
-    return Number.NaN;
-  }
-  return total;
-}
-/** Busy and total CPU seconds of the whole machine. */
-function machineCpu(): { busy: number; total: number } {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const total = line.slice(0, 8).reduce((a, b) => a + b, 0);
-    return { busy: (total - line[3]! - line[4]!) / TICKS, total: total / TICKS };
-  } catch {
-    return { busy: Number.NaN, total: Number.NaN };
-  }
-}
 
 /** CPU use over a phase: cores busy per process (1.0 = one core all the time) and the machine's busy share. */
 function cpuMeter(pids: { herald: number; mock: number }) {

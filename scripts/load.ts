@@ -49,7 +49,7 @@ import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { int, median, ms as msOf, percent, round3, table } from './bench-lib.ts';
 import {
-  announce, ask, begin, benchDatabase, cleanups, DRAIN_MS, failures, heraldApi, measure, positive, runBench, say, sayErrorTotals, serveHerald, startChild, startHerald, tempDir, totals, writeReport,
+  ask, begin, benchDatabase, cleanups, DRAIN_MS, failures, heraldApi, measure, positive, runBench, say, sayErrorTotals, serveHelloWorld, serveHerald, startChild, startHerald, tempDir, totals, writeReport,
 } from './bench-harness.ts';
 import { KINDS, newChecks, seedWorkload, workloadRequests, type Kind, type WorkloadSettings } from './load-workload.ts';
 import { memoryVerdict, quantile, rssMbOf, runMix, sampleMemory, type KindRun, type MemoryAnswer } from './load-measure.ts';
@@ -132,14 +132,6 @@ async function serve(): Promise<void> {
   });
 }
 
-/** The ceiling: the smallest Fastify application there is, in a process of its own. */
-async function hello(): Promise<void> {
-  const { default: Fastify } = await import('fastify');
-  const app = Fastify({ logger: false });
-  app.get('/', async () => ({ hello: 'world' }));
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  await announce(app.server.address(), () => app.close());
-}
 
 // ---- CPU ---------------------------------------------------------------------------------------
 
@@ -397,5 +389,5 @@ async function main(): Promise<number> {
 
 const mode = process.argv[2];
 if (mode === '--serve') await serve();
-else if (mode === '--hello') await hello();
+else if (mode === '--hello') await serveHelloWorld();
 else await runBench('load', main);
