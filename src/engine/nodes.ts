@@ -271,7 +271,7 @@ async function promoCodes(run: Run, node: NodeOf<'steps'>, i: number, step: Extr
   const { workspaceId } = entries[0]!;
   const wanted = entries.map((e, rn) => ({ rn: rn + 1, c: e.customerId, k: `${e.id}/${node.id}/${i}` }));
   const issued = await run.tx<{ customer_id: string; code: string; source_key: string }[]>`
-    with free as (
+    with free as materialized (
       select code, row_number() over (order by code) as rn from (
         select code from promo_codes where workspace_id = ${workspaceId} and pool = ${step.pool} and customer_id is null
         order by code limit ${entries.length} for update skip locked) f),

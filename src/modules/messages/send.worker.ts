@@ -69,14 +69,18 @@ async function claimBatch(deps: SendDeps, limit: number): Promise<Batch | null> 
   const now = deps.clock.now();
   // The lease is also the claim's fence: the statements that act on claimed rows match it.
   const lease = new Date(now.getTime() + CLAIM_LEASE_MS);
+  // The locking select runs once, as a materialized CTE: as a subquery of the UPDATE, a row
+  // changed concurrently made PostgreSQL re-run it (EvalPlanQual) over and over, and with three
+  // workers claims spun for minutes with every ledger write queued behind them (bench:scale).
   const claimed = await sql<ClaimedMessage[]>`
-    update messages m set next_attempt_at = ${lease}, updated_at = ${now}
-    from (
+    with due as materialized (
       select workspace_id, id from messages
       where status = 'queued' and next_attempt_at <= ${now}
       order by next_attempt_at limit ${limit}
       for update skip locked
-    ) due
+    )
+    update messages m set next_attempt_at = ${lease}, updated_at = ${now}
+    from due
     where m.workspace_id = due.workspace_id and m.id = due.id
     returning m.workspace_id, m.id, m.customer_id, m.channel, m.channel_config_id, m.template_id, m.template_version, m.source_type, m.source_id, m.event, m.attempts, m.reason, ${lease}::timestamptz as lease`;
   if (claimed.length === 0) return null;
