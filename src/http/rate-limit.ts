@@ -96,17 +96,17 @@ export function sharedRateLimit(sql: postgres.Sql, log: FastifyBaseLogger, now: 
     }
     if (batch.length === 0) return;
     try {
-      const rows = await sql<{ hits: number }[]>`
+      const rows = await sql<{ key: string; hits: number }[]>`
         insert into rate_limit_hits as h (key, window_start, hits)
         select * from unnest(${keys}::text[], ${windows}::bigint[], ${deltas}::int[])
         on conflict (key, window_start) do update set hits = h.hits + excluded.hits
-        returning hits`;
-      // RETURNING follows the order of the rows inserted (one per key: keys are unique here).
-      rows.forEach((row, i) => {
-        const c = batch[i]!;
+        returning key, hits`;
+      // One row per key (keys are unique in a batch: a process follows one window per key).
+      const totals = new Map(rows.map((row) => [row.key, row.hits]));
+      batch.forEach((c, i) => {
         c.pending -= c.inFlight;
         c.inFlight = 0;
-        c.shared = row.hits;
+        c.shared = totals.get(keys[i]!) ?? c.shared;
       });
       if (failing) log.info('rate limit: shared counters synced again');
       failing = false;
