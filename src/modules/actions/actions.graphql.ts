@@ -2,7 +2,7 @@
 // from actions.service.ts and actions.report.ts (the same functions as REST).
 import type { IResolvers } from 'mercurius';
 import type { GraphqlContext } from '../customers/customers.graphql.ts';
-import { connectionOf, firstOf, uuidArg } from '../customers/customers.graphql.ts';
+import { connectionOf, connectionTypes, pageOf, uuidArg } from '../customers/customers.graphql.ts';
 import { actionReport } from './actions.report.ts';
 import { getAction, listActions } from './actions.service.ts';
 
@@ -30,16 +30,7 @@ export const actionSchema = /* GraphQL */ `
     report(conversionEvent: String, conversionWindowHours: Int, interval: String, timeZone: String): JSON!
   }
 
-  type ActionConnection {
-    edges: [ActionEdge!]!
-    pageInfo: PageInfo!
-  }
-
-  type ActionEdge {
-    cursor: String
-    node: Action!
-  }
-
+  ${connectionTypes('Action')}
   extend type Query {
     action(id: ID!): Action
     actions(first: Int = 20, after: String, kind: String, status: String): ActionConnection!
@@ -51,7 +42,7 @@ export const actionResolvers: IResolvers = {
     action: (_root: unknown, args: { id: string }, ctx: GraphqlContext) => getAction(ctx.deps, ctx.workspaceId, uuidArg(args.id)),
     actions: async (_root: unknown, args: { first?: number; after?: string; kind?: string; status?: string }, ctx: GraphqlContext) => {
       return connectionOf(await listActions(ctx.deps, ctx.workspaceId, {
-        limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}), ...(args.kind ? { kind: args.kind as never } : {}), ...(args.status ? { status: args.status as never } : {}),
+        ...pageOf(args), ...(args.kind ? { kind: args.kind as never } : {}), ...(args.status ? { status: args.status as never } : {}),
       }));
     },
   },

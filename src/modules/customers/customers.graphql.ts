@@ -132,6 +132,22 @@ export function firstOf(first: number | null | undefined, fallback = 20): number
   return n;
 }
 
+/** The REST list options of a GraphQL list field's first/after (at least one row per page). */
+export const pageOf = (args: { first?: number | null; after?: string | null }) => ({ limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}) });
+
+/** The Connection and Edge types of a read model listed through its REST page (nullable cursors: see connectionOf). */
+export const connectionTypes = (node: string) => `
+  type ${node}Connection {
+    edges: [${node}Edge!]!
+    pageInfo: PageInfo!
+  }
+
+  type ${node}Edge {
+    cursor: String
+    node: ${node}!
+  }
+`;
+
 /** A REST page as a Relay connection (REST cursors are opaque keys of the last row). */
 export const connectionOf = <T>(page: { data: T[]; nextCursor: string | null }) => ({
   edges: page.data.map((node) => ({ cursor: null, node })), pageInfo: { hasNextPage: page.nextCursor !== null, endCursor: page.nextCursor },

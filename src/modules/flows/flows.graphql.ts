@@ -2,7 +2,7 @@
 // flows.stats.ts (the same functions as REST).
 import type { IResolvers } from 'mercurius';
 import type { GraphqlContext } from '../customers/customers.graphql.ts';
-import { connectionOf, firstOf, uuidArg } from '../customers/customers.graphql.ts';
+import { connectionOf, connectionTypes, pageOf, uuidArg } from '../customers/customers.graphql.ts';
 import { getFlow, listFlows, listVersions } from './flows.service.ts';
 import { flowStats } from './flows.stats.ts';
 
@@ -35,16 +35,7 @@ export const flowSchema = /* GraphQL */ `
     stoppedAt: DateTime
   }
 
-  type FlowConnection {
-    edges: [FlowEdge!]!
-    pageInfo: PageInfo!
-  }
-
-  type FlowEdge {
-    cursor: String
-    node: Flow!
-  }
-
+  ${connectionTypes('Flow')}
   extend type Query {
     flow(id: ID!): Flow
     flows(first: Int = 20, after: String): FlowConnection!
@@ -55,7 +46,7 @@ export const flowResolvers: IResolvers = {
   Query: {
     flow: (_root: unknown, args: { id: string }, ctx: GraphqlContext) => getFlow(ctx.deps, ctx.workspaceId, uuidArg(args.id)),
     flows: async (_root: unknown, args: { first?: number; after?: string }, ctx: GraphqlContext) => {
-      return connectionOf(await listFlows(ctx.deps, ctx.workspaceId, { limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}) }));
+      return connectionOf(await listFlows(ctx.deps, ctx.workspaceId, { ...pageOf(args) }));
     },
   },
   Flow: {

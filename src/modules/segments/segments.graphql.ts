@@ -3,7 +3,7 @@ import type { IResolvers } from 'mercurius';
 import { countAudience } from '../../audience/audience.service.ts';
 import type { Filter } from '../../audience/filter.ts';
 import type { GraphqlContext } from '../customers/customers.graphql.ts';
-import { connectionOf, firstOf, uuidArg } from '../customers/customers.graphql.ts';
+import { connectionOf, connectionTypes, pageOf, uuidArg } from '../customers/customers.graphql.ts';
 import { getSegment, listSegments } from './segments.service.ts';
 
 export const segmentSchema = /* GraphQL */ `
@@ -18,16 +18,7 @@ export const segmentSchema = /* GraphQL */ `
     count: Int!
   }
 
-  type SegmentConnection {
-    edges: [SegmentEdge!]!
-    pageInfo: PageInfo!
-  }
-
-  type SegmentEdge {
-    cursor: String
-    node: Segment!
-  }
-
+  ${connectionTypes('Segment')}
   extend type Query {
     segment(id: ID!): Segment
     segments(first: Int = 20, after: String): SegmentConnection!
@@ -38,7 +29,7 @@ export const segmentResolvers: IResolvers = {
   Query: {
     segment: (_root: unknown, args: { id: string }, ctx: GraphqlContext) => getSegment(ctx.deps, ctx.workspaceId, uuidArg(args.id)),
     segments: async (_root: unknown, args: { first?: number; after?: string }, ctx: GraphqlContext) =>
-      connectionOf(await listSegments(ctx.deps, ctx.workspaceId, { limit: Math.max(1, firstOf(args.first)), ...(args.after ? { cursor: args.after } : {}) })),
+      connectionOf(await listSegments(ctx.deps, ctx.workspaceId, { ...pageOf(args) })),
   },
   Segment: {
     count: (obj: { filter: Filter }, _args: unknown, ctx: GraphqlContext) => countAudience(ctx.deps.database.sql, { workspaceId: ctx.workspaceId, filter: obj.filter, now: ctx.deps.clock.now() }),
