@@ -297,7 +297,11 @@ const stoppedEarly = new WeakSet<ChildProcess>();
 export async function stopChild(child: ChildProcess, name: string): Promise<void> {
   stoppedEarly.add(child);
   if (child.exitCode !== null || child.signalCode !== null) return;
-  const exit = new Promise<void>((ok) => child.once('exit', () => ok()));
+  await askToStop(child, name, new Promise<void>((ok) => child.once('exit', () => ok())));
+}
+
+/** Asks a child to stop (IPC 'stop'), and kills it if it has not exited 25 s later. */
+async function askToStop(child: ChildProcess, name: string, exit: Promise<void>): Promise<void> {
   if (child.connected) child.send('stop');
   const stopped = await Promise.race([exit.then(() => true), sleep(25_000).then(() => false)]);
   if (!stopped) {
@@ -311,14 +315,7 @@ function stopAtCleanup(child: ChildProcess, name: string): void {
   let exited = false;
   const exit = new Promise<void>((ok) => child.once('exit', () => ((exited = true), ok())));
   cleanups.push(async () => {
-    if (exited) return;
-    if (child.connected) child.send('stop');
-    const stopped = await Promise.race([exit.then(() => true), sleep(25_000).then(() => false)]);
-    if (!stopped) {
-      process.stderr.write(`${name} did not stop in time: killing it\n`);
-      child.kill('SIGKILL');
-      await exit;
-    }
+    if (!exited) await askToStop(child, name, exit);
   });
 }
 
