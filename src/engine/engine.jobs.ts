@@ -1,7 +1,7 @@
 // The engine's jobs: a tick queue woken by NOTIFY from the transactions that make work (an event
 // that enters or wakes customers, a launch, a resume) with a per-minute floor for waits that
 // come due, and the per-minute scheduler of schedule triggers.
-import type { JobDefinition } from '../jobs/queue.ts';
+import { helpOnce, type JobDefinition } from '../jobs/queue.ts';
 
 export const FLOW_TICK_QUEUE = 'flow-tick';
 /** Claim loops per tick job: SKIP LOCKED lets them share the due entries. */
@@ -30,13 +30,7 @@ export const flowTickJob: JobDefinition = {
     // lets a free worker join (SKIP LOCKED shares the entries); otherwise one worker drained a
     // bulk entry alone while the others idled (bench:scale). Once per job, so it cannot cascade
     // past the backlog: the queue is 'short', at most one wake-up waits.
-    let called = false;
-    const callHelp = () => {
-      if (called) return;
-      called = true;
-      // Only help is lost if it fails (the database is down: this job's own tick fails too).
-      wake(deps.boss).catch(() => {});
-    };
+    const callHelp = helpOnce(() => wake(deps.boss));
     await Promise.all(Array.from({ length: LOOPS }, () => drainFlows(deps, DEFAULT_BATCH, until, callHelp)));
     if (Date.now() >= until) await wake(deps.boss);
   },

@@ -67,3 +67,16 @@ async function throughOutages(deps: Pick<Deps, 'database'>, run: () => Promise<v
     }
   }
 }
+
+/**
+ * For a job that finds a backlog (a full batch): the first call sends one more job (`send`), so
+ * that a free worker joins; later calls do nothing. Only help is lost if the send fails.
+ */
+export function helpOnce(send: () => Promise<unknown>): () => void {
+  let called = false;
+  return () => {
+    if (called) return;
+    called = true;
+    send().catch(() => {});
+  };
+}

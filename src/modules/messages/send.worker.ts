@@ -6,7 +6,7 @@
 import type { Sql } from 'postgres';
 import { isDatabaseDown, retryWhileDown } from '../../db/errors.ts';
 import type { Deps } from '../../deps.ts';
-import type { JobDefinition } from '../../jobs/queue.ts';
+import { helpOnce, type JobDefinition } from '../../jobs/queue.ts';
 import type { Provider, SendOutcome } from '../../providers/types.ts';
 import { loadChannelConfig } from '../channels/channels.service.ts';
 import { compileFields, customerContext, fieldLayout, TemplateError, type CompiledTemplate } from '../templates/render.ts';
@@ -368,13 +368,7 @@ export const sendJob: JobDefinition = {
     // A full batch means a backlog (a large action run is one wake-up): one more job lets a free
     // worker join, as flow ticks do (SKIP LOCKED keeps the batches apart). Once per job, and
     // throttled to one a second, so it stops with the backlog.
-    let called = false;
-    const callHelp = () => {
-      if (called) return;
-      called = true;
-      // Only help is lost if it fails.
-      deps.boss.send(SEND_QUEUE, {}, { singletonKey: 'help', singletonSeconds: 1 }).catch(() => {});
-    };
+    const callHelp = helpOnce(() => deps.boss.send(SEND_QUEUE, {}, { singletonKey: 'help', singletonSeconds: 1 }));
     await drainDueMessages(deps, LOOPS, 400, callHelp);
     await wakeForNextRetry(deps);
   },
