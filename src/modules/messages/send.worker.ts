@@ -227,7 +227,12 @@ async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config' | 'cloc
   for (const m of batch) {
     const key = k(m.workspace_id, m.channel_config_id);
     if (context.configs.has(key)) continue;
-    context.configs.set(key, await loadChannelConfig(deps, m.workspace_id, m.channel_config_id).catch(() => null));
+    // A config that cannot be opened (deleted, or sealed under another HERALD_SECRET) is missing;
+    // a database that cannot be reached is not: the claim is given back (claimBatch).
+    context.configs.set(key, await loadChannelConfig(deps, m.workspace_id, m.channel_config_id).catch((error: unknown) => {
+      if (isDatabaseDown(error)) throw error;
+      return null;
+    }));
   }
   return context;
 }
