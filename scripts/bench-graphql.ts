@@ -111,8 +111,10 @@ const RAW_SQL = `select kind, id, at, data from (
      from customer_actions x join action_templates t on t.workspace_id = x.workspace_id and t.id = x.action_template_id
      where x.workspace_id = $1 and x.customer_id = $2 order by x.occurred_at desc, x.id desc limit ${PAGE + 1})
   union all
-  (select 'flow', id, at, jsonb_build_object('flowId', flow_id, 'version', version, 'entryId', entry_id, 'nodeId', node_id, 'nodeType', node_type, 'branch', branch, 'reason', reason)
-     from flow_decisions where workspace_id = $1 and customer_id = $2 order by at desc, id desc limit ${PAGE + 1})
+  (select 'flow', overlay(d.id::text placing lpad(to_hex(u.n::int), 4, '0') from 33 for 4)::uuid, d.at,
+       jsonb_build_object('flowId', d.flow_id, 'version', d.version, 'entryId', d.entry_id, 'nodeId', u.node_id, 'nodeType', u.node_type, 'branch', u.branch, 'reason', d.reasons -> (u.n::int - 1))
+     from (select * from flow_decisions where workspace_id = $1 and customer_id = $2 order by at desc, id desc limit ${PAGE + 1}) d
+     cross join lateral unnest(d.node_ids, d.node_types, d.branches) with ordinality as u(node_id, node_type, branch, n) order by 3 desc, 2 desc limit ${PAGE + 1})
 ) page order by at desc, id desc limit ${PAGE + 1}`;
 
 // ---- child modes -------------------------------------------------------------------------------
@@ -463,13 +465,17 @@ async function seed(url: string, sql: postgres.Sql, apiKey: string, workspaceId:
       touchpoint: kind === 'clicked' ? { channel: 'email', url: 'https://shop.example.com/back-in-stock', userAgent: 'Mozilla/5.0', ip: '203.0.113.7' } : { channel: 'email' },
     };
   });
-  const decisions = Array.from({ length: counts.decisions }, () => {
-    const node = pick(NODES);
-    return {
-      workspace_id: workspaceId, id: uuidv7(), flow_id: flowId, version: 1, entry_id: pick(entryIds), customer_id: customerId, node_id: node.id, node_type: node.type, branch: node.branch,
-      reason: node.type === 'exit' ? { exit: 'completed' } : node.type === 'condition' ? { matched: node.branch === 'yes' } : {}, at: randomAt(),
-    };
-  });
+  // Decisions are stored a tick's worth per row: one to three per row here.
+  const decisions: Record<string, unknown>[] = [];
+  for (let left = counts.decisions; left > 0;) {
+    const nodes = Array.from({ length: Math.min(left, 1 + Math.floor(Math.random() * 3)) }, () => pick(NODES));
+    left -= nodes.length;
+    decisions.push({
+      workspace_id: workspaceId, id: uuidv7(), flow_id: flowId, version: 1, entry_id: pick(entryIds), customer_id: customerId,
+      node_ids: nodes.map((n) => n.id), node_types: nodes.map((n) => n.type), branches: nodes.map((n) => n.branch),
+      reasons: nodes.map((n) => (n.type === 'exit' ? { exit: 'completed' } : n.type === 'condition' ? { matched: n.branch === 'yes' } : {})), at: randomAt(),
+    });
+  }
   const insert = async (name: string, rows: Record<string, unknown>[]) => {
     for (let i = 0; i < rows.length; i += INSERT_CHUNK) await sql`insert into ${sql(name)} ${sql(rows.slice(i, i + INSERT_CHUNK) as never)}`;
   };
@@ -515,7 +521,7 @@ async function main(): Promise<number> {
     (select count(*)::int from events where workspace_id = ${workspaceId} and customer_id = ${customerId}) as events,
     (select count(*)::int from messages where workspace_id = ${workspaceId} and customer_id = ${customerId}) as messages,
     (select count(*)::int from customer_actions where workspace_id = ${workspaceId} and customer_id = ${customerId}) as actions,
-    (select count(*)::int from flow_decisions where workspace_id = ${workspaceId} and customer_id = ${customerId}) as decisions`;
+    (select coalesce(sum(cardinality(node_ids)), 0)::int from flow_decisions where workspace_id = ${workspaceId} and customer_id = ${customerId}) as decisions`;
   const storedTotal = stored!.events + stored!.messages + stored!.actions + stored!.decisions;
   if (storedTotal !== ENTRIES) throw new Error(`setup: expected ${ENTRIES} timeline entries, found ${storedTotal} (${JSON.stringify(stored)})`);
   say(

@@ -7,7 +7,7 @@
 //      wake-up (entries.ts's wake) every 250 ms. A wake-up is one job of a 'short' queue (one
 //      waiting at a time): one wake-up starts one worker's tick job, so a single wake-up for a bulk
 //      entry would leave the other workers idle until the per-minute cron. The clock stops when
-//      every entry is done. Figure: customer-steps/s (flow_decisions rows per second; 6 per
+//      every entry is done. Figure: customer-steps/s (flow decisions per second; 6 per
 //      customer). The flow's emails are sent by the same workers meanwhile (sandbox: no provider
 //      call), as in a deployment; the outbox is drained before the next phase.
 //   2. sending: BENCH_SCALE_MESSAGES (50,000) personalised emails queued with enqueueMessages() in
@@ -108,7 +108,7 @@ async function installWorkLog(sql: postgres.Sql): Promise<void> {
   await sql.unsafe(`
     create unlogged table bench_scale_work (app text not null, kind text not null, n int not null);
     create function bench_scale_decisions() returns trigger language plpgsql as $$ begin
-      insert into bench_scale_work select current_setting('application_name'), 'decisions', count(*) from new_rows having count(*) > 0;
+      insert into bench_scale_work select current_setting('application_name'), 'decisions', sum(cardinality(node_ids)) from new_rows having count(*) > 0;
       return null; end $$;
     create trigger bench_scale_decisions after insert on flow_decisions referencing new table as new_rows for each statement execute function bench_scale_decisions();
     create function bench_scale_calls() returns trigger language plpgsql as $$ begin
@@ -237,7 +237,7 @@ async function main(): Promise<number> {
     say(`flow: ${int(CUSTOMERS)} entries due at the trigger (${((performance.now() - t0) / 1000).toFixed(1)} s); draining...`);
     // Workers may have started on the entries already (their per-minute tick, a wake-up of the
     // last phase): the rate counts only the decisions made while the clock runs.
-    const decisionsNow = async () => (await sql<{ n: number }[]>`select count(*)::int as n from flow_decisions where workspace_id = ${workspaceId} and flow_id = ${flowId}`)[0]!.n;
+    const decisionsNow = async () => (await sql<{ n: number }[]>`select coalesce(sum(cardinality(node_ids)), 0)::int as n from flow_decisions where workspace_id = ${workspaceId} and flow_id = ${flowId}`)[0]!.n;
     const decisionsBefore = await decisionsNow();
     let cpu = cpuMeter(pids);
     t0 = performance.now();
@@ -268,7 +268,7 @@ async function main(): Promise<number> {
     const flowCpu = cpu();
     const [counts = { decisions: 0, twice: 0, entries: 0 }] = await sql<{ decisions: number; twice: number; entries: number }[]>`
       select count(*)::int as decisions, (count(*) - count(distinct (entry_id, node_id)))::int as twice, count(distinct entry_id)::int as entries
-      from flow_decisions where workspace_id = ${workspaceId} and flow_id = ${flowId}`;
+      from flow_decision_list where workspace_id = ${workspaceId} and flow_id = ${flowId}`;
     if (counts.twice || counts.decisions !== CUSTOMERS * NODES_PASSED) failures.push({ what: `flow, ${n} worker(s)`, detail: `${counts.decisions} decisions (expected ${CUSTOMERS * NODES_PASSED}), ${counts.twice} (entry, node) pairs twice` });
     const flow = { seconds: round3(flowSeconds), perSecond: Math.round((counts.decisions - decisionsBefore) / flowSeconds), decisions: counts.decisions, decisionsBefore, entries: counts.entries, byWorker: await workByApp(sql, 'decisions'), cpu: flowCpu };
     say(`  ${int(flow.perSecond)} customer-steps/s (${flowSeconds.toFixed(1)} s; ${int(decisionsBefore)} decisions made before the clock started); decisions by worker: ${share(flow.byWorker)}; CPU cores: workers ${flowCpu.workers.join(' + ')}, PostgreSQL ${flowCpu.postgres}, API ${flowCpu.api} (machine ${percent(flowCpu.machineBusy)} busy)`);
@@ -353,7 +353,7 @@ async function main(): Promise<number> {
   writeReport('scale.json', { ...run, pgVersion }, {
     settings: { customers: CUSTOMERS, messages: MESSAGES, workers: WORKERS, channel: CHANNEL, wakeMs: WAKE_MS, enqueueBatch: ENQUEUE_BATCH, nodesPassed: NODES_PASSED, flow: benchFlowGraph('<sandbox>', '<template>') },
     flow: {
-      unit: 'customer-steps/s (flow_decisions rows per second)',
+      unit: 'customer-steps/s (flow decisions per second)',
       byWorkers: results.map((r) => ({ workers: r.workers, figure: r.flow.perSecond, vsOne: round3(r.flow.perSecond / base.flow.perSecond), ...r.flow })),
     },
     sending: {

@@ -28,6 +28,15 @@ t.test('text arrays: any strings PostgreSQL can hold (property-based)', async (t
   t.pass('200 arrays read back as given');
 });
 
+t.test('text arrays: null elements are NULL, and arrays of literals cast element by element (ragged rows)', async (t) => {
+  // (read back as JSON: postgres.js reads an array's NULL as the text 'NULL')
+  const [row] = await sql<{ v: (string | null)[] }[]>`select to_jsonb(${textArray(['a', null, 'NULL', ''])}::text[]) as v`;
+  t.same(row!.v, ['a', null, 'NULL', '']);
+  const rows = [['x', null], ['q"uote', 'back\\slash', '{b,c}'], []];
+  const out = await sql<{ v: (string | null)[] }[]>`select to_jsonb(u::text[]) as v from unnest(${textArray(rows.map(textArray))}::text[]) as u`;
+  t.same(out.map((r) => r.v), rows);
+});
+
 t.test('plain arrays: uuids, numbers and timestamps, and unnest zips them in order', async (t) => {
   const ids = ['0190f2a8-0000-7000-8000-000000000001', '0190f2a8-0000-7000-8000-000000000002'];
   const rows = await sql<{ id: string; n: number; at: Date }[]>`

@@ -232,9 +232,9 @@ t.test('workers killed at random moments of a flow run and action runs with send
   t.same(perStep, [{ step_id: 'gold/0', n: golds, customers: golds }, { step_id: 'mail/0', n: customers + 1, customers: customers + 1 }], 'each customer got the welcome once, each gold customer the bonus once');
   const [entries] = await sql<{ n: number; customers: number }[]>`select count(*)::int as n, count(distinct customer_id)::int as customers from flow_entries where flow_id = ${flowId}`;
   t.same(entries, { n: customers + 1, customers: customers + 1 }, 'one entry per customer');
-  const twiceDecided = await sql`select entry_id, node_id, count(*)::int as n from flow_decisions where flow_id = ${flowId} group by 1, 2 having count(*) > 1 limit 5`;
+  const twiceDecided = await sql`select entry_id, node_id, count(*)::int as n from flow_decision_list where flow_id = ${flowId} group by 1, 2 having count(*) > 1 limit 5`;
   t.same(twiceDecided, [], 'no (entry, node) decision was recorded twice');
-  const decided = await sql<{ node_id: string; n: number }[]>`select node_id, count(*)::int as n from flow_decisions where flow_id = ${flowId} group by 1 order by 1`;
+  const decided = await sql<{ node_id: string; n: number }[]>`select node_id, count(*)::int as n from flow_decision_list where flow_id = ${flowId} group by 1 order by 1`;
   const all = customers + 1;
   t.same(decided, [
     { node_id: 'check', n: all }, { node_id: 'end', n: all }, { node_id: 'gold', n: golds },

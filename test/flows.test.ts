@@ -80,6 +80,29 @@ t.test('the seed\'s example: a confirmation email, then a reminder to those who 
   const timeline = (await call('GET', `/v1/customers/${ann}/timeline?kinds=flow`)).json().data;
   t.ok(timeline.length >= 3, 'decisions are on the timeline');
   t.match(timeline[0], { kind: 'flow', data: { flowId: id, nodeId: 'done' } });
+
+  // Decisions are stored a tick's worth per row and listed one by one: paging one at a time
+  // gives each once, newest first, in the order they were made within a tick.
+  const made = await sql<{ id: string; node_id: string }[]>`select id, node_id from flow_decision_list where customer_id = ${ann} order by at desc, row_id desc, position desc`;
+  t.ok(made.length >= 4, `ann's decisions: ${made.map((d) => d.node_id).join(', ')}`);
+  const paged: { id: string; nodeId: string }[] = [];
+  for (let cursor: string | null = null, n = 0; n < 20; n++) {
+    const page: { data: { id: string; data: { nodeId: string } }[]; nextCursor: string | null } = (await call('GET', `/v1/customers/${ann}/timeline?kinds=flow&limit=1${cursor ? `&cursor=${cursor}` : ''}`)).json();
+    paged.push(...page.data.map((e: { id: string; data: { nodeId: string } }) => ({ id: e.id, nodeId: e.data.nodeId })));
+    cursor = page.nextCursor;
+    if (!cursor) break;
+  }
+  t.same(paged, made.map((d) => ({ id: d.id, nodeId: d.node_id })), 'one page at a time: every decision once, in order');
+  t.same(timeline.map((e: { id: string }) => e.id), made.map((d) => d.id), 'one page: the same');
+  const all = (await call('GET', `/v1/customers/${ann}/timeline?limit=100`)).json().data;
+  const byTwo: unknown[] = [];
+  for (let cursor: string | null = null, n = 0; n < 50; n++) {
+    const page: { data: unknown[]; nextCursor: string | null } = (await call('GET', `/v1/customers/${ann}/timeline?limit=2${cursor ? `&cursor=${cursor}` : ''}`)).json();
+    byTwo.push(...page.data);
+    cursor = page.nextCursor;
+    if (!cursor) break;
+  }
+  t.same(byTwo, all, 'every kind merged, two at a time: the same as one page');
 });
 
 const chain = (...nodes: Record<string, unknown>[]) => ({
@@ -281,16 +304,16 @@ t.test('splitter, A/B test and limitation: deterministic per customer, caps shar
   t.equal(used, 1);
 
   // The same customers again (every_time): the same branches, the cap of a new day.
-  const before = await sql`select customer_id, branch from flow_decisions where flow_id = ${id} and node_id in ('split', 'ab') order by customer_id, node_id`;
+  const before = await sql`select customer_id, branch from flow_decision_list where flow_id = ${id} and node_id in ('split', 'ab') order by customer_id, node_id`;
   clock.advance(DAY);
   await call('POST', '/v1/events', { events });
   await drainFlows(deps);
-  const after = await sql`select customer_id, branch from flow_decisions where flow_id = ${id} and node_id in ('split', 'ab') and at = ${clock.now()} order by customer_id, node_id`;
+  const after = await sql`select customer_id, branch from flow_decision_list where flow_id = ${id} and node_id in ('split', 'ab') and at = ${clock.now()} order by customer_id, node_id`;
   t.same(after.map((r) => `${r.customer_id}${r.branch}`), before.map((r) => `${r.customer_id}${r.branch}`), 'deterministic per customer');
   const day2 = (await call('GET', `/v1/flows/${id}/stats`)).json().nodes.find((n: { nodeId: string }) => n.nodeId === 'cap').branches;
   t.equal(day2.next, 60, 'a new period, 30 more');
 
-  const a = (await sql`select customer_id from flow_decisions where flow_id = ${id} and node_id = 'ab' and branch = 'a' limit 3`).map((r) => r.customer_id);
+  const a = (await sql`select customer_id from flow_decision_list where flow_id = ${id} and node_id = 'ab' and branch = 'a' limit 3`).map((r) => r.customer_id);
   await call('POST', '/v1/events', { events: a.map((customerId) => ({ customerId, type: 'purchase' })) });
   const conv = (await call('GET', `/v1/flows/${id}/stats?conversionEvent=purchase`)).json().nodes.find((n: { nodeId: string }) => n.nodeId === 'ab');
   t.same(conv.conversions, { a: 3 }, 'conversions per variant');
@@ -310,7 +333,7 @@ t.test('splitter, A/B test and limitation: deterministic per customer, caps shar
   for (const [name, plan] of [['g', 'gold'], ['s', 'silver'], ['n', undefined]] as const) await call('POST', '/v1/customers', { externalId: `p-${name}`, custom: plan ? { plan } : {} });
   await call('POST', '/v1/events', { events: ['g', 's', 'n'].map((n) => ({ externalId: `p-${n}`, type: 'plan' })) });
   await drainFlows(deps);
-  const routed = await sql`select c.external_id, d.branch from flow_decisions d join customers c on c.id = d.customer_id where d.flow_id = ${byPlan} and d.node_id = 's' order by 1`;
+  const routed = await sql`select c.external_id, d.branch from flow_decision_list d join customers c on c.id = d.customer_id where d.flow_id = ${byPlan} and d.node_id = 's' order by 1`;
   t.same(routed.map((r) => `${r.external_id}:${r.branch}`), ['p-g:gold', 'p-n:rest', 'p-s:paid']);
 });
 
@@ -337,7 +360,7 @@ t.test('waits: fixed, dynamic (a date on the customer), timed (weekdays and hour
   clock.set('2026-03-30T07:00:00Z');
   await drainFlows(deps);
   t.same(await wakes(), { paris: 'renewal 2026-04-07T12:00:00.000Z', tokyo: 'end done' }, 'three days before the renewal; no date: go on');
-  const [tokyoRenewal] = await sql`select reason from flow_decisions d join customers c on c.id = d.customer_id where d.flow_id = ${id} and c.external_id = 'tokyo' and d.node_id = 'renewal'`;
+  const [tokyoRenewal] = await sql`select reason from flow_decision_list d join customers c on c.id = d.customer_id where d.flow_id = ${id} and c.external_id = 'tokyo' and d.node_id = 'renewal'`;
   t.same(tokyoRenewal!.reason, { noDate: 'custom.renewsAt' });
 });
 
@@ -369,9 +392,9 @@ t.test('steps: fields, consent, points (never below zero), promo codes (one each
   t.match(detail.consents.find((c: { channel: string }) => c.channel === 'sms'), { status: 'unsubscribed', source: `flow:${id}` });
   const balances = await sql`select distinct on (customer_id) customer_id, balance from points_ledger where workspace_id = ${workspaceId} order by customer_id, at desc, id desc`;
   t.same(balances.map((b) => Number(b.balance)), [100, 100, 100], 'taking 150 of 100 is refused: never below zero');
-  const take = await sql`select reason from flow_decisions where flow_id = ${id} and node_id = 'take'`;
+  const take = await sql`select reason from flow_decision_list where flow_id = ${id} and node_id = 'take'`;
   t.ok(take.every((d) => d.reason.points.skipped === 'insufficient_balance'));
-  const give = await sql`select reason from flow_decisions where flow_id = ${id} and node_id = 'give'`;
+  const give = await sql`select reason from flow_decision_list where flow_id = ${id} and node_id = 'give'`;
   const codes = give.map((d) => d.reason.promoCode);
   t.same(codes.filter((c) => c.code).map((c) => c.code).sort(), ['S-1', 'S-2'], 'each code to one customer');
   t.same(codes.filter((c) => c.skipped), [{ pool: 'SUMMER', skipped: 'pool_empty' }], 'the third finds the pool empty and goes on');

@@ -199,6 +199,23 @@ t.test('timelineUpdated over WebSocket: new entries as they are written; the sam
   const pushed = await client.next();
   t.match(pushed, { id: '1', type: 'next', payload: { data: { timelineUpdated: { kind: 'event', event: { type: 'page.viewed', properties: { path: '/pricing' } } } } } });
 
+  // Flow decisions, stored a tick's worth per row, arrive one by one with the ids the timeline gives them.
+  const flow = (await call('POST', '/v1/flows', { name: 'Live', graph: { nodes: [{ id: 'start', type: 'event_trigger', eventType: 'signup' }, { id: 'end', type: 'exit' }], edges: [{ from: 'start', to: 'end' }] } })).json();
+  t.equal((await call('POST', `/v1/flows/${flow.id}/launch`)).statusCode, 200);
+  client.ws.send(JSON.stringify({ id: '7', type: 'subscribe', payload: { query: `subscription { timelineUpdated(customerId: "${id}") { id kind decision { nodeId branch reason } } }` } }));
+  await new Promise((r) => setTimeout(r, 300));
+  await call('POST', '/v1/events', { externalId: 'ws1', type: 'signup' });
+  await drainFlows(live.runtime.deps);
+  const heard: { id: string; kind: string; decision: { nodeId: string } | null }[] = [];
+  while (heard.filter((e) => e.kind === 'flow').length < 2) {
+    const m = (await client.next()) as { id: string; payload: { data: { timelineUpdated: (typeof heard)[number] } } };
+    if (m.id === '7') heard.push(m.payload.data.timelineUpdated);
+  }
+  const decisions = heard.filter((e) => e.kind === 'flow');
+  t.same(decisions.map((e) => e.decision!.nodeId).sort(), ['end', 'start'], 'both decisions of the tick are pushed');
+  const listed = (await call('GET', `/v1/customers/${id}/timeline?kinds=flow`)).json().data.map((e: { id: string }) => e.id);
+  t.same(decisions.map((e) => e.id).sort(), [...listed].sort(), 'with the ids the timeline lists');
+
   const spy = await connect(stranger.token);
   spy.ws.send(JSON.stringify({ id: '2', type: 'subscribe', payload: { query: `subscription { timelineUpdated(customerId: "${id}") { kind } }` } }));
   const denied = await spy.next();

@@ -45,7 +45,7 @@ async function installWorkLog(): Promise<void> {
   await sql.unsafe(`
     create table scale_work (kind text not null, key text not null, app text not null, source text);
     create function scale_log_decisions() returns trigger language plpgsql as $$ begin
-      insert into scale_work (kind, key, app, source) select 'decision', n.entry_id || '/' || n.node_id, current_setting('application_name'), 'flow' from new_rows n;
+      insert into scale_work (kind, key, app, source) select 'decision', n.entry_id || '/' || u.node_id, current_setting('application_name'), 'flow' from new_rows n cross join unnest(n.node_ids) as u(node_id);
       return null; end $$;
     create trigger scale_log_decisions after insert on flow_decisions referencing new table as new_rows for each statement execute function scale_log_decisions();
     create function scale_log_messages() returns trigger language plpgsql as $$ begin
@@ -160,9 +160,9 @@ t.test('two workers share flows, action runs and sends; nothing is done twice', 
   const twiceSent = await sql`
     select source_id, customer_id, step_id, count(*)::int as n from messages where workspace_id = ${workspaceId} group by 1, 2, 3 having count(*) > 1 limit 5`;
   t.same(twiceSent, [], 'no customer got the email of a step or an action twice');
-  const twiceDecided = await sql`select entry_id, node_id, count(*)::int as n from flow_decisions where flow_id = ${flowId} group by 1, 2 having count(*) > 1 limit 5`;
+  const twiceDecided = await sql`select entry_id, node_id, count(*)::int as n from flow_decision_list where flow_id = ${flowId} group by 1, 2 having count(*) > 1 limit 5`;
   t.same(twiceDecided, [], 'no (entry, node) decision was recorded twice');
-  const [decided] = await sql<{ n: number; entries: number }[]>`select count(*)::int as n, count(distinct entry_id)::int as entries from flow_decisions where flow_id = ${flowId}`;
+  const [decided] = await sql<{ n: number; entries: number }[]>`select count(*)::int as n, count(distinct entry_id)::int as entries from flow_decision_list where flow_id = ${flowId}`;
   t.same(decided, { n: CUSTOMERS * 5 + golds, entries: CUSTOMERS }, 'every customer passed every node of their path once (5 nodes, 6 for gold)');
   const runs = await sql<{ action_id: string; runs: number; queued: number }[]>`
     select action_id, count(*)::int as runs, sum(queued)::int as queued from action_runs where workspace_id = ${workspaceId} group by 1`;

@@ -15,12 +15,17 @@ export function plainArray(values: readonly (string | number)[]): string {
 const NEEDS_ESCAPE = /["\\]/;
 const ESCAPE = /["\\]/g;
 
-/** Any text (empty strings included): each element quoted, quotes and backslashes escaped. */
-export function textArray(values: readonly string[]): string {
+/**
+ * Any text (empty strings included): each element quoted, quotes and backslashes escaped; null
+ * is NULL. Nested arrays go as arrays of literals: `${textArray(rows.map(textArray))}::text[]`,
+ * each element cast with `::text[]` in SQL (PostgreSQL's own arrays must be rectangular).
+ */
+export function textArray(values: readonly (string | null)[]): string {
   let out = '{';
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
-    out += (i === 0 ? '"' : ',"') + (NEEDS_ESCAPE.test(v) ? v.replace(ESCAPE, '\\$&') : v) + '"';
+    if (i > 0) out += ',';
+    out += v === null ? 'NULL' : `"${NEEDS_ESCAPE.test(v) ? v.replace(ESCAPE, '\\$&') : v}"`;
   }
   return `${out}}`;
 }

@@ -212,11 +212,10 @@ export async function drainFlows(deps: Pick<Deps, 'database' | 'boss' | 'clock'>
   return total;
 }
 
-// Both writers send columns as arrays for unnest(): about half the cost of JSON records for the
-// 30,000 decisions of a tick (measured), and the array literals are built by src/db/arrays.ts
-// (the driver's own escaping was a quarter of a tick's CPU). Arrays carry no nulls: '' stands
-// for null where '' is no value, \u0001 for a branch (where '' is the default branch). Times go
-// as ISO text.
+// Both writers send columns as arrays for unnest(): about half the cost of JSON records for a
+// tick's decisions (measured), and the array literals are built by src/db/arrays.ts (the
+// driver's own escaping was a quarter of a tick's CPU). '' stands for null where '' is no
+// value. Times go as ISO text.
 async function writeEntries(tx: TransactionSql, entries: Entry[], launches: Run['launches'], now: Date): Promise<void> {
   // Handlers replace an entry's context when they change it: unchanged ones are not sent back.
   const col = <T>(f: (e: Entry) => T) => entries.map(f);
@@ -257,17 +256,26 @@ async function writeEntries(tx: TransactionSql, entries: Entry[], launches: Run[
 }
 
 async function writeDecisions(tx: TransactionSql, decisions: Decision[], now: Date): Promise<void> {
-  for (let i = 0; i < decisions.length; i += 20000) {
-    const part = decisions.slice(i, i + 20000);
-    const col = <T>(f: (d: Decision) => T) => part.map(f);
-    // Ids from this process are increasing: decisions made in one tick keep their order on the timeline.
-    // The reasons go as one JSON array, zipped with the columns by ROWS FROM.
+  // One row per entry: its decisions of this tick in the order they were made.
+  const byEntry = new Map<Entry, Decision[]>();
+  for (const d of decisions) {
+    const list = byEntry.get(d.entry);
+    if (list) list.push(d);
+    else byEntry.set(d.entry, [d]);
+  }
+  const rows = [...byEntry];
+  for (let i = 0; i < rows.length; i += 5000) {
+    const part = rows.slice(i, i + 5000);
+    const col = <T>(f: (e: Entry, list: Decision[]) => T) => part.map(([e, list]) => f(e, list));
+    // Ids from this process are increasing: rows made in one tick keep their order on the timeline.
+    // Per-row arrays go as arrays of array literals (cast one by one); the reasons as one JSON
+    // array of arrays, zipped with the columns by ROWS FROM.
     await tx`
-      insert into flow_decisions (workspace_id, id, flow_id, version, entry_id, customer_id, node_id, node_type, branch, reason, at)
-      select u.w, u.id, u.f, u.v, u.e, u.c, u.n, u.t, nullif(u.b, E'\\x01'), u.r, ${now}
-      from rows from (unnest(${plainArray(col((d) => d.entry.workspaceId))}::uuid[]), unnest(${plainArray(col(() => newId()))}::uuid[]), unnest(${plainArray(col((d) => d.entry.flowId))}::uuid[]),
-        unnest(${plainArray(col((d) => d.entry.version))}::int[]), unnest(${plainArray(col((d) => d.entry.id))}::uuid[]), unnest(${plainArray(col((d) => d.entry.customerId))}::uuid[]),
-        unnest(${plainArray(col((d) => d.nodeId))}::text[]), unnest(${plainArray(col((d) => d.nodeType))}::text[]),
-        unnest(${textArray(col((d) => (d.branch === null ? '\u0001' : d.branch)))}::text[]), jsonb_array_elements(${JSON.stringify(col((d) => d.reason))}::jsonb)) as u(w, id, f, v, e, c, n, t, b, r)`;
+      insert into flow_decisions (workspace_id, id, flow_id, version, entry_id, customer_id, node_ids, node_types, branches, reasons, at)
+      select u.w, u.id, u.f, u.v, u.e, u.c, u.n::text[], u.t::text[], u.b::text[], u.r, ${now}
+      from rows from (unnest(${plainArray(col((e) => e.workspaceId))}::uuid[]), unnest(${plainArray(col(() => newId()))}::uuid[]), unnest(${plainArray(col((e) => e.flowId))}::uuid[]),
+        unnest(${plainArray(col((e) => e.version))}::int[]), unnest(${plainArray(col((e) => e.id))}::uuid[]), unnest(${plainArray(col((e) => e.customerId))}::uuid[]),
+        unnest(${textArray(col((_, l) => textArray(l.map((d) => d.nodeId))))}::text[]), unnest(${textArray(col((_, l) => textArray(l.map((d) => d.nodeType))))}::text[]),
+        unnest(${textArray(col((_, l) => textArray(l.map((d) => d.branch))))}::text[]), jsonb_array_elements(${JSON.stringify(col((_, l) => l.map((d) => d.reason)))}::jsonb)) as u(w, id, f, v, e, c, n, t, b, r)`;
   }
 }

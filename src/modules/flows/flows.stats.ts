@@ -18,8 +18,8 @@ export async function flowStats(deps: D, workspaceId: string, id: string, q: Sta
   const version = flow.active_version ?? flow.draft_version;
   const graph: FlowGraph = version ? (await versionRow(sql, workspaceId, id, version)).graph : { nodes: [], edges: [] };
   const [entered, branches, here, totals] = await Promise.all([
-    sql<{ node_id: string; n: number }[]>`select node_id, count(distinct entry_id)::int as n from flow_decisions where workspace_id = ${workspaceId} and flow_id = ${id} group by node_id`,
-    sql<{ node_id: string; branch: string; n: number }[]>`select node_id, branch, count(*)::int as n from flow_decisions where workspace_id = ${workspaceId} and flow_id = ${id} and branch is not null group by 1, 2`,
+    sql<{ node_id: string; n: number }[]>`select node_id, count(distinct entry_id)::int as n from flow_decision_list where workspace_id = ${workspaceId} and flow_id = ${id} group by node_id`,
+    sql<{ node_id: string; branch: string; n: number }[]>`select node_id, branch, count(*)::int as n from flow_decision_list where workspace_id = ${workspaceId} and flow_id = ${id} and branch is not null group by 1, 2`,
     sql<{ node_id: string; state: string; exit_reason: string | null; n: number }[]>`select node_id, state, exit_reason, count(*)::int as n from flow_entries where workspace_id = ${workspaceId} and flow_id = ${id} group by 1, 2, 3`,
     sql<{ state: string; n: number }[]>`select state, count(*)::int as n from flow_entries where workspace_id = ${workspaceId} and flow_id = ${id} group by 1`,
   ]);
@@ -27,7 +27,7 @@ export async function flowStats(deps: D, workspaceId: string, id: string, q: Sta
   if (q.conversionEvent) {
     for (const node of graph.nodes.filter((n) => n.type === 'ab_test')) {
       const rows = await sql<{ branch: string; n: number }[]>`
-        select d.branch, count(distinct d.customer_id)::int as n from flow_decisions d
+        select d.branch, count(distinct d.customer_id)::int as n from flow_decision_list d
         where d.workspace_id = ${workspaceId} and d.flow_id = ${id} and d.node_id = ${node.id} and d.branch is not null
           and exists (select 1 from events e where e.workspace_id = d.workspace_id and e.customer_id = d.customer_id and e.type = ${q.conversionEvent} and e.occurred_at >= d.at)
         group by 1`;

@@ -1,9 +1,14 @@
 // A customer's timeline: events, messages, action templates and flow decisions, merged newest
 // first, with stable cursors ([at, id]). One query answers a whole page of customers (a lateral
 // join per customer, each kind read newest first from its own (workspace, customer, time)
-// index and cut at the page size), so REST and the GraphQL loaders share it.
+// index and cut at the page size), so REST and the GraphQL loaders share it. Flow decisions are
+// stored a tick's worth per row (flow_decisions) and listed one per entry here: a decision's id
+// is its row's id with its position in the last four hex digits (the view flow_decision_list).
 import type { Sql } from 'postgres';
+import { invalid } from '../../http/errors.ts';
 import { decodeCursor, encodeCursor } from '../../http/pagination.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export const TIMELINE_KINDS = ['event', 'message', 'action', 'flow'] as const;
 export type TimelineKind = (typeof TIMELINE_KINDS)[number];
@@ -31,6 +36,8 @@ export interface TimelinePage {
   nextCursor: string | null;
 }
 
+const DECISION_DATA = `jsonb_build_object('flowId', x.flow_id, 'version', x.version, 'entryId', x.entry_id, 'nodeId', x.node_id, 'nodeType', x.node_type, 'branch', x.branch, 'reason', x.reason)`;
+
 const BRANCHES: Record<TimelineKind, { table: string; at: string; data: string }> = {
   event: { table: 'events x', at: 'x.occurred_at', data: `jsonb_build_object('type', x.type, 'properties', x.properties)` },
   message: {
@@ -43,27 +50,49 @@ const BRANCHES: Record<TimelineKind, { table: string; at: string; data: string }
     table: 'customer_actions x join action_templates at on at.workspace_id = x.workspace_id and at.id = x.action_template_id', at: 'x.occurred_at',
     data: `jsonb_build_object('kind', at.kind, 'actionTemplateId', at.id, 'messageId', x.message_id, 'sourceType', at.source_type, 'sourceId', at.source_id, 'touchpoint', x.touchpoint)`,
   },
-  flow: {
-    table: 'flow_decisions x', at: 'x.at',
-    data: `jsonb_build_object('flowId', x.flow_id, 'version', x.version, 'entryId', x.entry_id, 'nodeId', x.node_id, 'nodeType', x.node_type, 'branch', x.branch, 'reason', x.reason)`,
-  },
+  flow: { table: 'flow_decision_list x', at: 'x.at', data: DECISION_DATA },
 };
+
+/**
+ * The flow branch: the customer's newest rows of flow_decisions (one more than the page, since
+ * the row the cursor is in may give nothing), expanded into decisions, then cut at the cursor
+ * and the page size. `rowMax` is the cursor id with ffff in its last four digits: the last id
+ * its row can give.
+ */
+function flowBranch(bounds: { cursor: { at: string; id: string; rowMax: string } | null; since: string | null; until: string | null }): string {
+  const rows = [
+    bounds.cursor ? `(x.at, x.id) <= (${bounds.cursor.at}, ${bounds.cursor.rowMax})` : '',
+    bounds.since ? `x.at >= ${bounds.since}` : '',
+    bounds.until ? `x.at < ${bounds.until}` : '',
+  ].filter(Boolean);
+  return `(select 'flow'::text as kind, x.id, x.at, ${DECISION_DATA} as data from (
+      select overlay(d.id::text placing lpad(to_hex(u.n::int), 4, '0') from 33 for 4)::uuid as id, d.at, d.flow_id, d.version, d.entry_id,
+        u.node_id, u.node_type, u.branch, d.reasons -> (u.n::int - 1) as reason
+      from (select * from flow_decisions x where x.workspace_id = $1::uuid and x.customer_id = c.id ${rows.map((x) => `and ${x}`).join(' ')}
+        order by x.at desc, x.id desc limit $3::int + 1) d
+      cross join lateral unnest(d.node_ids, d.node_types, d.branches) with ordinality as u(node_id, node_type, branch, n)) x
+    ${bounds.cursor ? `where (x.at, x.id) < (${bounds.cursor.at}, ${bounds.cursor.id})` : ''}
+    order by x.at desc, x.id desc limit $3::int)`;
+}
 
 /** The first page after `after` of each customer's timeline. */
 export async function timelines(sql: Sql, workspaceId: string, customerIds: string[], o: TimelineOptions): Promise<Map<string, TimelinePage>> {
   const out = new Map<string, TimelinePage>();
   if (!customerIds.length) return out;
-  const after = decodeCursor(o.after, ['string', 'string']);
+  const after = decodeCursor(o.after, ['string', 'string']) as [string, string] | undefined;
+  if (after && (!UUID.test(after[1]) || Number.isNaN(Date.parse(after[0])))) throw invalid('The cursor is not one this API issued', [{ pointer: '/query/cursor', detail: 'is not a valid cursor' }]);
   const params: unknown[] = [workspaceId, customerIds, o.first + 1];
   const p = (v: unknown, cast: string) => {
     params.push(v);
     return `$${params.length}::${cast}`;
   };
   const bounds: string[] = [];
-  const cursor = after ? `(${p(after[0], 'timestamptz')}, ${p(after[1], 'uuid')})` : null;
+  const at = after ? { at: p(after[0], 'timestamptz'), id: p(after[1], 'uuid') } : null;
+  const cursor = at ? `(${at.at}, ${at.id})` : null;
   const since = o.since ? p(o.since.toISOString(), 'timestamptz') : null;
   const until = o.until ? p(o.until.toISOString(), 'timestamptz') : null;
   const branches = (o.kinds?.length ? o.kinds : TIMELINE_KINDS).map((kind) => {
+    if (kind === 'flow') return flowBranch({ cursor: at && { ...at, rowMax: p(`${after![1].slice(0, 32)}ffff`, 'uuid') }, since, until });
     const b = BRANCHES[kind];
     bounds.length = 0;
     if (cursor) bounds.push(`(${b.at}, x.id) < ${cursor}`);
@@ -96,11 +125,11 @@ export async function timelines(sql: Sql, workspaceId: string, customerIds: stri
   return out;
 }
 
-/** Timeline entries of one kind by id (for the subscription, which hears of new rows by id). */
+/** Timeline entries of one kind by id (for the subscription, which hears of new rows by id; for flow decisions, of their rows' ids). */
 export async function timelineEntries(sql: Sql, workspaceId: string, kind: TimelineKind, ids: string[]): Promise<TimelineRow[]> {
   const b = BRANCHES[kind];
   const rows = await sql.unsafe<{ customer_id: string; id: string; at: Date; data: Record<string, unknown> }[]>(
-    `select x.customer_id, x.id, ${b.at} as at, ${b.data} as data from ${b.table} where x.workspace_id = $1::uuid and x.id = any($2::uuid[])`,
+    `select x.customer_id, x.id, ${b.at} as at, ${b.data} as data from ${b.table} where x.workspace_id = $1::uuid and x.${kind === 'flow' ? 'row_id' : 'id'} = any($2::uuid[])`,
     [workspaceId, ids] as never[],
   );
   return rows.map((r) => ({ customerId: r.customer_id, kind, id: r.id, at: r.at, data: r.data, cursor: encodeCursor([r.at.toISOString(), r.id]) }));
