@@ -1,6 +1,6 @@
 // Template rendering pieces that need no database: Liquid with limits, SMS segments, link tracking, MJML.
 import t from 'tap';
-import { compileFields, customerContext, missingVariables, TemplateError, type RenderContext } from '../src/modules/templates/render.ts';
+import { compileFields, customerContext, missingVariables, plannedFields, TemplateError, type RenderContext } from '../src/modules/templates/render.ts';
 import { smsSegments } from '../src/modules/templates/sms.ts';
 import { addTracking, compileMjml } from '../src/modules/templates/tracking-html.ts';
 
@@ -189,4 +189,61 @@ t.test('merge tags in HTML fields are escaped; | raw opts out; text fields are l
   const out = await c.render({ customer: { name: '<script>alert(1)</script> & co' }, timeZone: 'UTC' });
   t.equal(out.html, '<p>&lt;script&gt;alert(1)&lt;/script&gt; &amp; co</p><p><script>alert(1)</script> & co</p>');
   t.equal(out.subject, 'Hi <script>alert(1)</script> & co', 'a subject is text, not HTML');
+});
+
+// A render's fields, or its error's message.
+const outcome = (c: ReturnType<typeof compileFields>, scope: RenderContext, parts?: Record<string, string[]>) =>
+  c.render(scope, parts).catch((error: unknown) => `error: ${(error as Error).message}`);
+
+t.test('plain merge tags are rendered without the interpreter, exactly as liquidjs renders them', async (t) => {
+  const plain = {
+    subject: '{{ customer.first_name | default: "there" }}, {{ customer.tier }}! {{ event.total | default: 7 }}',
+    html: '<p title="{{ customer["odd key"] }}">Hi {{ customer.first_name | default: "<b>you</b> & co" }}</p>{{ unsubscribe_url }}{{ customer.a.b.c }}{{ x }}',
+    text: '{{ customer.first_name }} {{ customer.a.b }} {{ event.total }}',
+  };
+  const fast = compileFields(plain);
+  const reference = compileFields(plain, { interpreterOnly: true });
+  t.same(plannedFields(fast).sort(), ['html', 'subject', 'text'], 'every field has a plan');
+  t.same(plannedFields(reference), []);
+  const nullProto = Object.assign(Object.create(null) as Record<string, unknown>, { b: 'from a null prototype' });
+  const values: unknown[] = [
+    'Ann', '', ' ', '<script>"x" & \'y\'</script>', 'é\u0000😀', null, undefined, 0, -0, 1.5, -3, 1e21, true, false,
+    ['a', 'b'], [], { b: 'nested' }, { b: { c: 'deep' } }, { b: null }, nullProto, new Date(0), 'x'.repeat(5000),
+  ];
+  const scopes: RenderContext[] = [];
+  for (const v of values) {
+    scopes.push({ customer: { first_name: v, tier: v, 'odd key': v, a: v }, event: { total: v }, unsubscribe_url: 'https://u.test/?a=1&b="2"', timeZone: 'UTC' });
+  }
+  // Keys an object can only own when it comes from JSON, and the prototype's own names.
+  scopes.push({ customer: JSON.parse('{"__proto__": "own", "constructor": "c", "first_name": {"__proto__": {"x": 1}}}'), timeZone: 'UTC' });
+  scopes.push({ customer: {}, event: undefined, timeZone: 'UTC' });
+  for (const scope of scopes) {
+    const what = JSON.stringify(scope.customer)?.slice(0, 60) ?? String(scope.customer);
+    const parts: Record<string, string[]> = {};
+    const refParts: Record<string, string[]> = {};
+    t.same(await outcome(fast, scope, parts), await outcome(reference, scope, refParts), what);
+    t.same(parts, refParts, `the html in the same pieces: ${what}`);
+  }
+  const protoKeys = compileFields({ f: '[{{ constructor }}{{ customer.constructor }}{{ customer.__proto__ }}{{ toString }}]' });
+  t.same(plannedFields(protoKeys), ['f']);
+  t.equal((await protoKeys.render({ customer: {}, timeZone: 'UTC' })).f, '[]', 'inherited names are never read');
+});
+
+t.test('anything beyond plain merge tags is left to liquidjs', async (t) => {
+  for (const src of [
+    '{% if customer.vip %}VIP{% endif %}', '{{ customer.name | upcase }}', '{{ customer.name | raw }}', '{{ customer.tags.size }}', '{{ customer.tags.first }}',
+    '{{ customer.tags[0] }}', '{{ customer[key] }}', '{{ "literal" }}', '{{ customer.name | default: customer.email }}', '{{ customer.n | default: "a" | default: "b" }}',
+    '{{ customer.b | default: false, allow_false: true }}', '{{ customer.name | local_date: "%Y" }}',
+  ]) {
+    t.same(plannedFields(compileFields({ html: src, text: src })), [], src);
+  }
+  // Values the plan declines: the field goes through liquidjs, with its result.
+  const fields = { html: '<i>{{ customer.v }}</i>', text: '{{ customer.v | default: "none" }}' };
+  for (const [what, v] of Object.entries({ array: ['a', 'b'], object: { k: 1 }, date: new Date(0), bigint: 10n, 'null prototype': Object.create(null) as object })) {
+    const scope = { customer: { v }, timeZone: 'UTC' };
+    t.same(await outcome(compileFields(fields), scope), await outcome(compileFields(fields, { interpreterOnly: true }), scope), what);
+  }
+  // The allocation limit stays liquidjs's: a value past it is rendered (and refused) by liquidjs.
+  const { error } = await failure({ html: '{{ customer.a }}{{ customer.a }}' }, { customer: { a: 'a'.repeat(5_000_001) }, timeZone: 'UTC' });
+  t.match(error, { field: 'html', kind: 'limit', message: /memory alloc limit exceeded/ });
 });

@@ -3,6 +3,7 @@
 import { Buffer } from 'node:buffer';
 import { Liquid, LiquidError, Output, Tag, filters, type Context, type TagToken, type Template, type TopLevelToken } from 'liquidjs';
 import { isTimeZone } from '../../http/schemas.ts';
+import { fieldPlan, renderPlan, type FieldPlan } from './render-plan.ts';
 
 export interface RenderContext {
   customer: Record<string, unknown>;
@@ -103,6 +104,12 @@ for (const engine of [liquid, htmlLiquid]) engine.registerFilter('local_date', l
 type Segments = Array<string | number>;
 const segmentsOf = new WeakMap<CompiledTemplate, Segments[]>();
 const layoutsOf = new WeakMap<CompiledTemplate, Map<string, ReadonlyArray<string | null>>>();
+const plannedOf = new WeakMap<CompiledTemplate, string[]>();
+
+/** The fields rendered by a plan (render-plan.ts) rather than by liquidjs, unless a value declines it. */
+export function plannedFields(compiled: CompiledTemplate): string[] {
+  return plannedOf.get(compiled) ?? [];
+}
 
 /**
  * An HTML field made only of static text and escaped merge tags (no Liquid tags, no `| raw`): its
@@ -169,12 +176,39 @@ function scopeOf(ctx: RenderContext): Record<string, unknown> {
   return scope;
 }
 
-/** Parses every field; throws a TemplateError naming the first bad field and where in it. */
-export function compileFields(fields: Record<string, string>): CompiledTemplate {
-  // [field, templates, engine, the templates with a separator between pieces when the field has a layout]
-  const parsed: Array<[string, Template[], Liquid, Template[] | undefined]> = [];
+/** One field through liquidjs, in pieces when it has a layout and `parts` asks for them. */
+function renderLiquid(
+  field: string, templates: Template[], engine: Liquid, separated: Template[] | undefined, scope: Record<string, unknown>,
+  parts: Record<string, string[]> | undefined, deadline: number,
+): string {
+  try {
+    // Synchronous: no filter is asynchronous, the time limit still applies, and the
+    // promise machinery of async rendering was a sixth of the send workers' CPU.
+    if (parts && separated) {
+      const pieces = String(engine.renderSync(separated, scope, { renderLimit: Math.max(1, Math.floor(deadline - performance.now())) })).split(PIECE_SEPARATOR);
+      // A value holding the separator itself: rendered again the ordinary way, without pieces.
+      if (pieces.length === templates.length) {
+        parts[field] = pieces;
+        return pieces.join('');
+      }
+    }
+    return String(engine.renderSync(templates, scope, { renderLimit: Math.max(1, Math.floor(deadline - performance.now())) }));
+  } catch (e) {
+    throw toTemplateError(field, e);
+  }
+}
+
+/**
+ * Parses every field; throws a TemplateError naming the first bad field and where in it.
+ * `interpreterOnly`: every field through liquidjs, no plans (the reference the tests compare with).
+ */
+export function compileFields(fields: Record<string, string>, options: { interpreterOnly?: boolean } = {}): CompiledTemplate {
+  // [field, templates, engine, the templates with a separator between pieces when the field has a
+  // layout, the field's plan when it is only static text and plain merge tags]
+  const parsed: Array<[string, Template[], Liquid, Template[] | undefined, FieldPlan | undefined]> = [];
   const found = new Map<string, Segments>();
   const layouts = new Map<string, ReadonlyArray<string | null>>();
+  const planned: string[] = [];
   for (const [field, source] of Object.entries(fields)) {
     let templates: Template[];
     const engine = engineFor(field);
@@ -194,7 +228,9 @@ export function compileFields(fields: Record<string, string>): CompiledTemplate 
       const separator = engine.parse(PIECE_SEPARATOR);
       separated = templates.flatMap((t, i) => (i === 0 ? [t] : [...separator, t]));
     }
-    parsed.push([field, templates, engine, separated]);
+    const plan = options.interpreterOnly ? undefined : fieldPlan(templates, engine);
+    if (plan) planned.push(field);
+    parsed.push([field, templates, engine, separated, plan]);
   }
   const variables = [...found.keys()].sort();
   const compiled: CompiledTemplate = {
@@ -204,26 +240,15 @@ export function compileFields(fields: Record<string, string>): CompiledTemplate 
       zoneOfScope.set(scope, ctx.timeZone);
       const deadline = performance.now() + RENDER_BUDGET_MS;
       const out: Record<string, string> = {};
-      for (const [field, templates, engine, separated] of parsed) {
+      for (const [field, templates, engine, separated, plan] of parsed) {
         const left = Math.floor(deadline - performance.now());
         if (left <= 0) throw new TemplateError(`${field}: template render limit exceeded`, { field, kind: 'limit' });
-        let text: string | undefined;
-        try {
-          // Synchronous: no filter is asynchronous, the time limit still applies, and the
-          // promise machinery of async rendering was a sixth of the send workers' CPU.
-          if (parts && separated) {
-            const pieces = String(engine.renderSync(separated, scope, { renderLimit: left })).split(PIECE_SEPARATOR);
-            // A value holding the separator itself: rendered again the ordinary way, without pieces.
-            if (pieces.length === templates.length) {
-              parts[field] = pieces;
-              text = pieces.join('');
-            }
-          }
-          text ??= String(engine.renderSync(templates, scope, { renderLimit: Math.max(1, Math.floor(deadline - performance.now())) }));
-        } catch (e) {
-          throw toTemplateError(field, e);
-        }
-        if (Buffer.byteLength(text, 'utf8') > OUTPUT_LIMIT_BYTES) {
+        // Static text and plain merge tags: no interpreter (render-plan.ts), unless the plan declines.
+        const pieces = plan && renderPlan(plan, scope, MEMORY_LIMIT_CHARS);
+        if (pieces && separated && parts) parts[field] = pieces;
+        const text = pieces ? pieces.join('') : renderLiquid(field, templates, engine, separated, scope, parts, deadline);
+        // A UTF-16 unit is at most 3 bytes of UTF-8: most fields need no count.
+        if (text.length * 3 > OUTPUT_LIMIT_BYTES && Buffer.byteLength(text, 'utf8') > OUTPUT_LIMIT_BYTES) {
           throw new TemplateError(`${field}: rendered output is over ${OUTPUT_LIMIT_BYTES} bytes`, { field, kind: 'limit' });
         }
         out[field] = text;
@@ -233,6 +258,7 @@ export function compileFields(fields: Record<string, string>): CompiledTemplate 
   };
   segmentsOf.set(compiled, [...found.values()]);
   layoutsOf.set(compiled, layouts);
+  plannedOf.set(compiled, planned);
   return compiled;
 }
 
