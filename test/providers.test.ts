@@ -14,7 +14,8 @@ import {
 } from './mocks/index.ts';
 import { checkTarget, forbiddenRange, guardedLookup, SSRF_REFUSED } from '../src/providers/ssrf.ts';
 import { agentFor, classifyNetworkError, closeAgents, createNodeAgents, destroyNodeAgents, parseRetryAfter, request as httpRequest, MAX_RESPONSE_BYTES } from '../src/providers/http.ts';
-import { createSendGridProvider } from '../src/providers/sendgrid.ts';
+import { createSendGridProvider, mailBody, sendGridMail } from '../src/providers/sendgrid.ts';
+import sgHelpers from '@sendgrid/helpers';
 import { createTwilioProvider } from '../src/providers/twilio.ts';
 import { createWebPushProvider, MAX_WEB_PUSH_PAYLOAD } from '../src/providers/web-push.ts';
 import { createFcmProvider } from '../src/providers/fcm.ts';
@@ -296,6 +297,11 @@ t.test('sendgrid', async (t) => {
   t.same(record.body.content, [{ type: 'text/plain', value: 'Hi Ada' }, { type: 'text/html', value: '<p>Hi Ada</p>' }], 'text/plain first, then text/html');
   t.same(record.body.headers, { 'List-Unsubscribe': '<https://herald.dev/t/u/abc>', 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' });
   t.same(record.body.custom_args, { herald_message_id: req.messageId, herald_workspace_id: WORKSPACE }, 'custom_args carry the message and workspace');
+  // As @sendgrid/mail makes the request: the email's headers ride on the API request too.
+  t.equal(record.headers['list-unsubscribe'], '<https://herald.dev/t/u/abc>');
+  t.equal(record.headers['list-unsubscribe-post'], 'List-Unsubscribe=One-Click');
+  t.equal(record.headers['content-type'], 'application/json');
+  t.match(record.headers['user-agent'], /^sendgrid\/[\d.]+;nodejs$/, 'the library\'s client made the request');
 
   t.match(await provider.send(sendRequest(email({ to: 'not-an-address' }), settings(), { apiKey: mock.apiKey })), { kind: 'rejected', reason: /^400: personalizations\.0\.to\.0\.email: Does not contain a valid address/ }, '400: rejected with SendGrid\'s message');
   t.match(await provider.send(sendRequest(email(), settings(), { apiKey: 'SG.wrong.key' })), { kind: 'rejected', reason: /^invalid API key/ }, '401: invalid API key');
@@ -304,6 +310,23 @@ t.test('sendgrid', async (t) => {
     t.match(await send(), { kind: 'rejected', reason: new RegExp(`^${status}: (access forbidden|Payload Too Large)`) }, `${status}: rejected with SendGrid's message`);
   }
   t.match(await provider.send(sendRequest(email(), { fromEmail: 'a@b.c', apiBaseUrl: `${mock.url}/nowhere` }, { apiKey: mock.apiKey })), { kind: 'rejected', reason: /^404/ }, 'a wrong base URL (404): rejected');
+
+  t.test('the body is the one @sendgrid/mail\'s Mail class makes, byte for byte', async (t) => {
+    const Mail = (sgHelpers as unknown as { classes: { Mail: { create(data: unknown): { toJSON(): unknown } } } }).classes.Mail;
+    const payloads: Array<[string, Payload, Record<string, unknown>]> = [
+      ['everything', email(), settings()],
+      ['no name, no reply-to, html only', email({ from: { email: 'a@b.c' }, text: undefined }), { fromEmail: 'a@b.c' }],
+      ['text only, the settings\' sender name', email({ from: { email: 'a@b.c' }, html: undefined }), { fromName: 'Shop "Co", Ltd', replyTo: 'Help Desk <help@b.c>' }],
+      ['a reply-to of its own, reserved headers dropped', email({ replyTo: 'r@b.c', headers: { 'X-Tag': 'v', Authorization: 'no', 'content-type': 'no' } }), settings()],
+      ['no headers, empty subject, unicode', email({ headers: {}, subject: '', html: '<p>é 😀 \u2028 "q" </p>\u0000' }), settings()],
+      ['a name in the address', email({ to: 'Ada Lovelace <ada@example.com>' }), settings()],
+    ];
+    for (const [what, payload, s] of payloads) {
+      const mail = sendGridMail(sendRequest(payload, s, {}), payload as Extract<Payload, { kind: 'email' }>);
+      const library = Mail.create({ ...mail, isMultiple: false, substitutionWrappers: ['{{', '}}'] }).toJSON();
+      t.equal(JSON.stringify(mailBody(mail)), JSON.stringify(library), what);
+    }
+  });
 
   t.test('a client per API key: two configs never share one', async (t) => {
     const other = await startSendGridMock();

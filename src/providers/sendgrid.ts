@@ -1,21 +1,39 @@
-// Email through SendGrid's v3 Mail Send, with @sendgrid/mail (as the design card asks). One
-// MailService + Client per (API key, base URL), so two configs never share a key. The library
-// builds the request (Mail, snake_case JSON, auth and headers); a Client whose request() is
-// Herald's own sends it through the pooled undici client of http.ts instead of axios:
-// keep-alive connections, the SSRF guard, the deadline, the capped body, and the exact
-// "did the request leave" classification (retry before, unknown after).
+// Email through SendGrid's v3 Mail Send, with the @sendgrid packages (as the design card asks). One
+// Client per (API key, base URL), so two configs never share a key. The request is the one
+// @sendgrid/mail makes: its JSON body is built here the way the library's Mail class builds it
+// (mailBody; a test holds the two equal), because Mail deep-clones the message through
+// JSON.stringify/parse and converts every key's case twice, a tenth of the send worker's CPU for
+// a 5 KB email. The library's Client makes the request (URL, auth, headers), and its request() is
+// Herald's own: the pooled undici client of http.ts instead of axios, for keep-alive
+// connections, the SSRF guard, the deadline, the capped body, and the exact "did the request
+// leave" classification (retry before, unknown after).
 import { AsyncLocalStorage } from 'node:async_hooks';
-import sgMail from '@sendgrid/mail';
 import sgClient from '@sendgrid/client';
+import sgHelpers from '@sendgrid/helpers';
 import { createAgents, DEFAULT_TIMEOUT_MS, MAX_RESPONSE_BYTES, parseRetryAfter, MAX_RETRY_AFTER_MS, request as httpRequest, type Failure, type UndiciAgents } from './http.ts';
 import type { EmailPayload, Provider, SendOutcome, SendRequest } from './types.ts';
 
-type MailService = typeof sgMail;
-type Client = typeof sgClient;
-// The packages export their singletons; the classes hang off them (module.exports.MailService / .Client).
-const MailServiceClass = (sgMail as unknown as { MailService: new () => MailService }).MailService;
+/** The message as @sendgrid/mail's send() takes it (the fields Herald uses). */
+export interface MailData {
+  to: string;
+  from: { email: string; name?: string };
+  replyTo?: string;
+  subject: string;
+  text?: string;
+  html?: string;
+  headers?: Record<string, string>;
+  customArgs: Record<string, string>;
+}
 /** The library's Client as the transport below uses it (its request() is replaced). */
-const ClientClass = (sgClient as unknown as { Client: new () => { setApiKey(key: string): void; setDefaultRequest(key: string, value: unknown): void; createRequest(data: unknown): ClientRequest } }).Client;
+interface LibraryClient {
+  setApiKey(key: string): void;
+  setDefaultRequest(key: string, value: unknown): void;
+  createRequest(data: unknown): ClientRequest;
+  request(data: { method: string; url: string; headers: Record<string, string>; body: unknown }): Promise<ClientResponse>;
+}
+// The packages export their singletons; the classes hang off them (module.exports.Client).
+const ClientClass = (sgClient as unknown as { Client: new () => LibraryClient }).Client;
+const EmailAddress = (sgHelpers as unknown as { classes: { EmailAddress: { create(data: unknown): { toJSON(): { email: string; name?: string } } } } }).classes.EmailAddress;
 
 export const SENDGRID_BASE_URL = 'https://api.sendgrid.com';
 const MAX_CLIENTS = 256;
@@ -57,7 +75,7 @@ export function mapSendGridStatus(status: number, headers: Record<string, string
 }
 
 /** The @sendgrid/mail message for a payload (personalizations, content order and snake_case are the library's). */
-export function sendGridMail(request: SendRequest, payload: EmailPayload): Parameters<MailService['send']>[0] {
+export function sendGridMail(request: SendRequest, payload: EmailPayload): MailData {
   const settings = request.settings as { fromName?: unknown; replyTo?: unknown };
   const from = { email: payload.from.email, ...(payload.from.name ? { name: payload.from.name } : settings.fromName ? { name: String(settings.fromName) } : {}) };
   const replyTo = payload.replyTo ?? (typeof settings.replyTo === 'string' ? settings.replyTo : undefined);
@@ -72,7 +90,25 @@ export function sendGridMail(request: SendRequest, payload: EmailPayload): Param
     ...content,
     ...(Object.keys(headers).length > 0 ? { headers } : {}),
     customArgs: { herald_message_id: request.messageId, herald_workspace_id: request.workspaceId },
-  } as Parameters<MailService['send']>[0];
+  };
+}
+
+/**
+ * The v3 JSON body the library's Mail class makes of `mail` (Mail.create(mail).toJSON(): same
+ * keys, same order), for the fields sendGridMail uses; addresses are parsed by the library's
+ * EmailAddress ("Name <address>" strings).
+ */
+export function mailBody(mail: MailData): Record<string, unknown> {
+  const address = (a: unknown) => EmailAddress.create(a).toJSON();
+  const content: Array<{ value: string; type: string }> = [];
+  if (typeof mail.text === 'string') content.push({ value: mail.text, type: 'text/plain' });
+  if (typeof mail.html === 'string') content.push({ value: mail.html, type: 'text/html' });
+  const body: Record<string, unknown> = { from: address(mail.from), subject: mail.subject, personalizations: [{ to: [address(mail.to)] }] };
+  if (content.length) body.content = content;
+  if (mail.headers && Object.keys(mail.headers).length) body.headers = mail.headers;
+  if (mail.customArgs && Object.keys(mail.customArgs).length) body.custom_args = mail.customArgs;
+  if (mail.replyTo !== undefined) body.reply_to = address(mail.replyTo);
+  return body;
 }
 
 /** A failure http.ts classified (refused target, not sent, unknown), or SendGrid's non-2xx answer mapped: carried out of the library as it is. */
@@ -112,14 +148,14 @@ export function createSendGridProvider(options: SendGridProviderOptions = {}): P
   const agents: UndiciAgents | undefined = options.ca !== undefined ? createAgents({ ca: options.ca }) : undefined;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const sends = new AsyncLocalStorage<SendContext>();
-  const services = new Map<string, MailService>();
+  const clients = new Map<string, LibraryClient>();
 
   // @sendgrid/client with its transport replaced: the library builds the request (URL, auth,
   // headers, the Mail's JSON body) with its own createRequest(); the pooled undici client of
   // http.ts sends it instead of axios (a third of the send worker's CPU went to axios and its
   // config merging).
   class PooledClient extends ClientClass {
-    async request(data: unknown): Promise<ClientResponse> {
+    override async request(data: unknown): Promise<ClientResponse> {
       const ctx = sends.getStore();
       if (!ctx) throw new Error('sendgrid: a request made outside a send');
       const built = this.createRequest(data);
@@ -146,23 +182,21 @@ export function createSendGridProvider(options: SendGridProviderOptions = {}): P
     }
   }
 
-  function serviceFor(apiKey: string, baseUrl: string): MailService {
+  function clientFor(apiKey: string, baseUrl: string): LibraryClient {
     const key = `${apiKey}\0${baseUrl}`;
-    let service = services.get(key);
-    if (service) {
-      services.delete(key); // most recently used last
-      services.set(key, service);
-      return service;
+    let client = clients.get(key);
+    if (client) {
+      clients.delete(key); // most recently used last
+      clients.set(key, client);
+      return client;
     }
-    const client = new PooledClient();
+    client = new PooledClient();
     client.setApiKey(apiKey);
     // After setApiKey, which resets the base URL to SendGrid's.
     client.setDefaultRequest('baseUrl', `${baseUrl}/`);
-    service = new MailServiceClass();
-    service.setClient(client as unknown as Client);
-    services.set(key, service);
-    if (services.size > MAX_CLIENTS) services.delete(services.keys().next().value!);
-    return service;
+    clients.set(key, client);
+    if (clients.size > MAX_CLIENTS) clients.delete(clients.keys().next().value!);
+    return client;
   }
 
   return {
@@ -176,7 +210,9 @@ export function createSendGridProvider(options: SendGridProviderOptions = {}): P
       const ctx: SendContext = { url: `${baseUrl}/v3/mail/send`, allowPrivate: request.allowPrivateTargets, signal: request.signal, timeoutMs, requested: false };
       try {
         const mail = sendGridMail(request, payload);
-        const [response] = await sends.run(ctx, () => serviceFor(apiKey, baseUrl).send(mail));
+        // As MailService.send() makes it: the email's headers go on the API request too.
+        const call = { method: 'POST', url: '/v3/mail/send', headers: mail.headers ?? {}, body: mailBody(mail) };
+        const [response] = await sends.run(ctx, () => clientFor(apiKey, baseUrl).request(call));
         const id = (response.headers as Record<string, unknown>)['x-message-id'];
         return { kind: 'sent', providerMessageId: typeof id === 'string' && id ? id : null };
       } catch (error) {
@@ -188,7 +224,7 @@ export function createSendGridProvider(options: SendGridProviderOptions = {}): P
       }
     },
     close() {
-      services.clear();
+      clients.clear();
       if (agents) void Promise.all([agents.strict.close(), agents.permissive.close()]);
     },
   };
