@@ -1,7 +1,7 @@
 // From rendered template fields to what a provider sends: email HTML gets its open pixel and
 // signed click links and the one-click unsubscribe headers (RFC 8058); every channel gets the
 // links that bring its events back to Herald.
-import { signToken, type TokenKind } from '../tracking/tokens.ts';
+import { messageSigner, type TokenKind } from '../tracking/tokens.ts';
 import { addTracking, addTrackingToPieces, type FieldLayout } from '../templates/tracking-html.ts';
 import type { TemplateChannel } from '../templates/templates.schemas.ts';
 import type { Payload } from '../../providers/types.ts';
@@ -17,7 +17,8 @@ export interface TrackingUrls {
 
 /** Signed on first use: a message signs only the tokens its channel and template need. */
 export function trackingUrls(publicUrl: string, secret: string, workspaceId: string, messageId: string): TrackingUrls {
-  const url = (path: string, kind: TokenKind, link = 0) => `${publicUrl}/t/${path}/${signToken(secret, { workspaceId, messageId, kind, link })}`;
+  const sign = messageSigner(secret, workspaceId, messageId);
+  const url = (path: string, kind: TokenKind, link = 0) => `${publicUrl}/t/${path}/${sign(kind, link)}`;
   const cache = new Map<string, string>();
   const once = (path: string, kind: TokenKind) => () => {
     let value = cache.get(kind);
