@@ -32,7 +32,7 @@ t.test('email through SendGrid and back through its Event Webhook', async (t) =>
   const config = (await ws.call('POST', '/v1/channel-configs', {
     name: 'SendGrid', provider: 'sendgrid', settings: { fromEmail: 'shop@acme.example', fromName: 'Acme', apiBaseUrl: mock.url, eventWebhookPublicKey: keys.publicKey }, secrets: { apiKey: 'SG.test-key' },
   })).json().id;
-  const template = (await ws.call('POST', '/v1/templates', { name: 'Receipt', channel: 'email', content: { subject: 'Order total {{ event.total }}', html: '<html><body><a href="https://shop.example/o">order</a></body></html>', text: 'Thanks' } })).json().id;
+  const template = (await ws.call('POST', '/v1/templates', { name: 'Receipt', channel: 'email', content: { subject: 'Order total {{ event.total }}', html: '<html><body><a href="https://shop.example/o">order</a></body></html>', text: 'Thanks, "Zoë" \\ 😀' } })).json().id;
   const customer = (await ws.call('POST', '/v1/customers', { externalId: 'e2e', email: 'e2e@example.com' })).json().id;
   const [id] = await enqueue([base(ws, customer, 'email', config, template)]);
   await sendDueMessages(deps);
@@ -43,6 +43,10 @@ t.test('email through SendGrid and back through its Event Webhook', async (t) =>
   t.match(JSON.stringify(mail.body), /List-Unsubscribe-Post/);
   const message = (await ws.call('GET', `/v1/messages/${id}`)).json();
   t.match(message, { status: 'sent', providerMessageId: mail.id });
+  // The content stored as sent is what the provider got (both are made from one encoding of it).
+  t.same(mail.body.content, [{ type: 'text/plain', value: message.rendered.text }, { type: 'text/html', value: message.rendered.html }], 'stored as sent');
+  t.match(message.rendered.html, /<a href="http:\/\/[^"]+\/t\/c\/[\w-]+">order<\/a>/);
+  t.equal(message.rendered.text, 'Thanks, "Zoë" \\ 😀');
 
   const batch = JSON.stringify([sendgridEvent('delivered', mail.id, { customArgs: { herald_message_id: id! } }), sendgridEvent('open', mail.id, { customArgs: { herald_message_id: id! } })]);
   const res = await app.inject({ method: 'POST', url: `/webhooks/sendgrid/${config}`, payload: batch, headers: { 'content-type': 'application/json', ...eventWebhookHeaders(keys.privateKey, batch, String(Math.floor(herald.clock.now().getTime() / 1000))) } });

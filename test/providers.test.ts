@@ -15,6 +15,7 @@ import {
 import { checkTarget, forbiddenRange, guardedLookup, SSRF_REFUSED } from '../src/providers/ssrf.ts';
 import { agentFor, classifyNetworkError, closeAgents, createNodeAgents, destroyNodeAgents, parseRetryAfter, request as httpRequest, MAX_RESPONSE_BYTES } from '../src/providers/http.ts';
 import { createSendGridProvider, mailBody, sendGridMail } from '../src/providers/sendgrid.ts';
+import { encodeStrings, stringifyWith } from '../src/providers/json.ts';
 import sgHelpers from '@sendgrid/helpers';
 import { createTwilioProvider } from '../src/providers/twilio.ts';
 import { createWebPushProvider, MAX_WEB_PUSH_PAYLOAD } from '../src/providers/web-push.ts';
@@ -270,6 +271,18 @@ t.test('http helpers: error classification, Retry-After, capped body, no redirec
 
 // --- SendGrid ------------------------------------------------------------------------------------
 
+t.test('stringifyWith is JSON.stringify, with known strings spliced in as encoded', async (t) => {
+  const html = '<p class="x">é 😀 \\ \u2028 \ud800 lone</p>\n'.repeat(50);
+  const values: unknown[] = [
+    'plain', html, '', null, 0, -1.5, true, [], {}, [html, undefined, null, () => 1], { a: undefined, b: html, c: [1, { d: html }], e: new Date(0), f: null },
+    Object.assign(Object.create(null) as object, { n: html }), { toJSON: () => 'custom' }, new Map([[1, 2]]), { '"quoted" key': 'v' },
+  ];
+  const known = encodeStrings(html, 'plain', undefined, '');
+  t.equal(known.length, 2, 'undefined and empty strings are not worth encoding');
+  values.forEach((v, i) => t.equal(stringifyWith(v, known), JSON.stringify(v), `value ${i}`));
+  t.equal(stringifyWith({ a: 'x' }, [['x', '"y"']]), '{"a":"y"}', 'a known string is taken from its encoding, not escaped again');
+});
+
 t.test('sendgrid', async (t) => {
   const mock = await startSendGridMock();
   const provider = createSendGridProvider();
@@ -325,6 +338,8 @@ t.test('sendgrid', async (t) => {
       const mail = sendGridMail(sendRequest(payload, s, {}), payload as Extract<Payload, { kind: 'email' }>);
       const library = Mail.create({ ...mail, isMultiple: false, substitutionWrappers: ['{{', '}}'] }).toJSON();
       t.equal(JSON.stringify(mailBody(mail)), JSON.stringify(library), what);
+      // As sent: with the html and text encoded once, for the body and the stored content.
+      t.equal(stringifyWith(mailBody(mail), encodeStrings(mail.html, mail.text)), JSON.stringify(library), `${what}, encoded once`);
     }
   });
 

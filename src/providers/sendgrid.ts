@@ -11,6 +11,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import sgClient from '@sendgrid/client';
 import sgHelpers from '@sendgrid/helpers';
 import { createAgents, DEFAULT_TIMEOUT_MS, MAX_RESPONSE_BYTES, parseRetryAfter, MAX_RETRY_AFTER_MS, request as httpRequest, type Failure, type UndiciAgents } from './http.ts';
+import { stringifyWith } from './json.ts';
 import type { EmailPayload, Provider, SendOutcome, SendRequest } from './types.ts';
 
 /** The message as @sendgrid/mail's send() takes it (the fields Herald uses). */
@@ -211,7 +212,7 @@ export function createSendGridProvider(options: SendGridProviderOptions = {}): P
       try {
         const mail = sendGridMail(request, payload);
         // As MailService.send() makes it: the email's headers go on the API request too.
-        const call = { method: 'POST', url: '/v3/mail/send', headers: mail.headers ?? {}, body: mailBody(mail) };
+        const call = { method: 'POST', url: '/v3/mail/send', headers: mail.headers ?? {}, body: stringifyWith(mailBody(mail), payload.encoded ?? []) };
         const [response] = await sends.run(ctx, () => clientFor(apiKey, baseUrl).request(call));
         const id = (response.headers as Record<string, unknown>)['x-message-id'];
         return { kind: 'sent', providerMessageId: typeof id === 'string' && id ? id : null };

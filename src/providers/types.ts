@@ -1,6 +1,8 @@
 // One interface for every channel's provider. The send pipeline decides what to do with an
 // outcome; a provider only says, truthfully, what it knows about the request it made.
 
+import type { EncodedStrings } from './json.ts';
+
 export interface EmailPayload {
   kind: 'email';
   to: string;
@@ -11,6 +13,8 @@ export interface EmailPayload {
   text?: string;
   /** Extra headers (List-Unsubscribe, List-Unsubscribe-Post). */
   headers: Record<string, string>;
+  /** The html and text already encoded as JSON (see json.ts), for a provider whose request is JSON. */
+  encoded?: EncodedStrings;
 }
 export interface SmsPayload {
   kind: 'sms';

@@ -4,6 +4,7 @@
 import { messageSigner, type TokenKind } from '../tracking/tokens.ts';
 import { addTracking, addTrackingToPieces, type FieldLayout } from '../templates/tracking-html.ts';
 import type { TemplateChannel } from '../templates/templates.schemas.ts';
+import { encodeStrings } from '../../providers/json.ts';
 import type { Payload } from '../../providers/types.ts';
 
 export interface TrackingUrls {
@@ -68,6 +69,8 @@ export function composePayload(input: ComposeInput): { payload: Payload; rendere
         kind: 'email', to: input.address, from, subject: v.subject ?? '',
         ...(replyTo ? { replyTo } : {}), ...(html !== undefined ? { html } : {}), ...(v.text !== undefined ? { text: v.text } : {}),
         headers: { 'List-Unsubscribe': `<${urls.unsubscribe}>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' },
+        // Escaped for JSON once: for the provider's request and for the content stored as sent.
+        encoded: encodeStrings(html, v.text),
       };
       return { payload, rendered: { subject: payload.subject, from, ...(replyTo ? { replyTo } : {}), ...(v.preheader ? { preheader: v.preheader } : {}), ...(html !== undefined ? { html } : {}), ...(v.text !== undefined ? { text: v.text } : {}), links } };
     }

@@ -8,6 +8,7 @@ import { plainArray } from '../../db/arrays.ts';
 import { isDatabaseDown, retryWhileDown } from '../../db/errors.ts';
 import type { Clock } from '../../deps.ts';
 import { newId } from '../../ids.ts';
+import { stringifyWith, type EncodedStrings } from '../../providers/json.ts';
 
 /** A message left 'sending' longer ago than this by a worker that vanished has an unknown outcome. */
 export const SENDING_LEASE_MS = 5 * 60_000;
@@ -38,6 +39,8 @@ export interface SendResult {
   reason: string | null;
   toAddress: string | null;
   rendered: Record<string, unknown> | null;
+  /** Strings of `rendered` already encoded as JSON (the email's html and text; see json.ts). */
+  encoded?: EncodedStrings;
   providerMessageId: string | null;
   nextAttemptAt: Date | null;
   goneSubscription?: string;
@@ -125,11 +128,13 @@ export type Ledger = ReturnType<typeof ledger>;
  * starts; answers the ids started.
  */
 async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMessage[], now: Date): Promise<Set<string>> {
-  const rows = results.map((r) => ({
+  const sentAt = now.toISOString();
+  // Row by row, the content as sent spliced in with the strings already encoded for the provider.
+  const rows = results.map((r) => stringifyWith({
     workspace_id: r.message.workspace_id, id: r.message.id, status: r.status, reason: r.reason, to_address: r.toAddress,
     rendered: r.rendered, provider_message_id: r.providerMessageId, next_attempt_at: r.nextAttemptAt?.toISOString() ?? null,
-    sent_at: r.status === 'sent' ? now.toISOString() : null, started: r.started, lease: r.message.lease.toISOString(),
-  }));
+    sent_at: r.status === 'sent' ? sentAt : null, started: r.started, lease: r.message.lease.toISOString(),
+  }, r.encoded ?? []));
   const assignments = results.flatMap((r) => {
     const kind = r.status === 'sent' ? 'sent' : r.status === 'not_sent' ? 'not_sent' : r.status === 'failed' ? 'failed' : null;
     const m = r.message;
@@ -147,7 +152,7 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
         to_address = coalesce(r.to_address, m.to_address), rendered = coalesce(r.rendered, m.rendered),
         provider_message_id = coalesce(r.provider_message_id, m.provider_message_id), next_attempt_at = coalesce(r.next_attempt_at, m.next_attempt_at),
         sent_at = coalesce(r.sent_at, m.sent_at), updated_at = ${now}
-      from json_to_recordset(${JSON.stringify(rows)}::json)
+      from json_to_recordset(${`[${rows.join(',')}]`}::json)
         as r(workspace_id uuid, id uuid, status text, reason text, to_address text, rendered jsonb, provider_message_id text, next_attempt_at timestamptz, sent_at timestamptz, started boolean, lease timestamptz)
       where m.workspace_id = r.workspace_id and m.id = r.id
         -- One never started is still this claim's only while its lease holds (the claim's fence).

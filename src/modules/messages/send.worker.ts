@@ -324,7 +324,8 @@ async function sendOne(deps: Pick<Deps, 'config' | 'providers' | 'clock'>, ctx: 
     // A provider that throws has broken its contract; nobody knows whether the request left.
     outcome = { kind: 'unknown', reason: (error as Error).message };
   }
-  const sent = { ...base, toAddress: address || null, rendered: composed.rendered, started: true };
+  const encoded = composed.payload.kind === 'email' ? composed.payload.encoded : undefined;
+  const sent = { ...base, toAddress: address || null, rendered: composed.rendered, ...(encoded ? { encoded } : {}), started: true };
   switch (outcome.kind) {
     case 'sent':
       return { ...sent, status: 'sent', providerMessageId: outcome.providerMessageId };
