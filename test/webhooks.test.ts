@@ -1,11 +1,13 @@
 // Provider webhooks: signatures checked before parsing, events stored once, statuses and
 // consents updated, unknown messages counted and ignored.
+import { createRequire } from 'node:module';
 import t from 'tap';
 import { enqueueMessages } from '../src/modules/messages/outbox.ts';
 import { sendDueMessages } from '../src/modules/messages/send.worker.ts';
 import type { Provider } from '../src/providers/types.ts';
 import { newId } from '../src/ids.ts';
-import { eventWebhookHeaders, generateEventWebhookKeys, sendgridEvent, twilioSignature } from './mocks/index.ts';
+import { verifySendgridSignature } from '../src/modules/webhooks/webhooks.service.ts';
+import { eventWebhookHeaders, generateEventWebhookKeys, sendgridEvent, signEventWebhook, twilioSignature } from './mocks/index.ts';
 import { startHerald, workspaceWithKey } from './helpers/app.ts';
 
 const herald = await startHerald(t, { HERALD_ROLE: 'api' });
@@ -78,6 +80,77 @@ t.test('forged, tampered, stale and unsigned posts are 401 and store nothing', a
   const sandbox = (await s.call('POST', '/v1/channel-configs', { name: 'x', provider: 'sandbox', channel: 'email' })).json().id;
   t.equal((await post(sandbox, batch, headers)).statusCode, 404, 'a config of another provider');
   t.equal((await post('nope', batch, headers)).statusCode, 400);
+});
+
+t.test('Herald\'s signature check agrees with @sendgrid/eventwebhook', async (t) => {
+  const { EventWebhook } = createRequire(import.meta.url)('@sendgrid/eventwebhook');
+  const library = new EventWebhook();
+  const pem = `-----BEGIN PUBLIC KEY-----\n${keys.publicKey}\n-----END PUBLIC KEY-----`;
+  const other = generateEventWebhookKeys();
+  const body = JSON.stringify([sendgridEvent('delivered', 'x', { reason: 'ünïcode 🎉 "quoted"' })]);
+  const ts = nowSeconds();
+  const cases: [string, string, string, string][] = [
+    ['as signed', body, signEventWebhook(keys.privateKey, body, ts), ts],
+    ['another timestamp', body, signEventWebhook(keys.privateKey, body, ts), String(Number(ts) + 1)],
+    ['one byte changed', body.replace('delivered', 'delivereD'), signEventWebhook(keys.privateKey, body, ts), ts],
+    ['another key', body, signEventWebhook(other.privateKey, body, ts), ts],
+    ['not base64', body, '!!!', ts],
+  ];
+  for (const [what, payload, signature, timestamp] of cases) {
+    const ours = verifySendgridSignature(keys.publicKey, Buffer.from(payload), signature, timestamp);
+    let theirs = false;
+    try {
+      theirs = library.verifySignature(library.convertPublicKeyToECDSA(pem), payload, signature, timestamp);
+    } catch {
+      theirs = false;
+    }
+    t.equal(ours, theirs, what);
+    t.equal(verifySendgridSignature(pem, Buffer.from(payload), signature, timestamp), ours, `${what} (PEM key)`);
+  }
+  t.ok(verifySendgridSignature(keys.publicKey, Buffer.from(body), signEventWebhook(keys.privateKey, body, ts), ts));
+  t.notOk(verifySendgridSignature('not a key', Buffer.from(body), signEventWebhook(keys.privateKey, body, ts), ts), 'a broken key verifies nothing');
+});
+
+t.test('across batches: statuses never go backwards, repeated events kept but assigned once, replays within a batch stored once', async (t) => {
+  const s = await sentEmail('order');
+  const send = async (events: Record<string, unknown>[]) => {
+    const body = JSON.stringify(events);
+    const res = await post(s.config, body, eventWebhookHeaders(keys.privateKey, body, nowSeconds()));
+    t.equal(res.statusCode, 200);
+    return res.json();
+  };
+  const status = async () => (await s.call('GET', `/v1/messages/${s.messageId}`)).json().status;
+  const open = sendgridEvent('open', 'x', args(s));
+  t.same(await send([sendgridEvent('click', 'x', { ...args(s), url: 'https://shop.example/a' }), open, open]), { stored: 2, duplicates: 1, unknownMessages: 0, ignored: 0 }, 'the same event twice in a batch is stored once');
+  t.equal(await status(), 'clicked');
+  t.same(await send([sendgridEvent('delivered', 'x', args(s)), sendgridEvent('open', 'x', args(s)), sendgridEvent('open', 'x', args(s))]), { stored: 3, duplicates: 0, unknownMessages: 0, ignored: 0 });
+  t.equal(await status(), 'clicked', 'a late delivery or open does not move the status back');
+  t.equal(await eventsOf(s.messageId), 5, 'repeated opens are kept as events');
+  const actions = await sql<{ kind: string; n: number; touchpoint: Record<string, unknown> }[]>`
+    select at.kind, count(*)::int as n, min(ca.touchpoint::text)::jsonb as touchpoint from customer_actions ca join action_templates at on at.workspace_id = ca.workspace_id and at.id = ca.action_template_id
+    where ca.workspace_id = ${s.workspaceId} and ca.message_id = ${s.messageId} group by 1 order by 1`;
+  t.same(actions.map((a) => [a.kind, a.n]), [['clicked', 1], ['delivered', 1], ['opened', 1], ['sent', 1]], 'each action template assigned once');
+  t.match(actions.find((a) => a.kind === 'clicked')!.touchpoint, { channel: 'email', url: 'https://shop.example/a', provider: 'sendgrid' });
+  t.same(await send([sendgridEvent('unsubscribe', 'x', args(s)), sendgridEvent('spamreport', 'x', args(s))]), { stored: 2, duplicates: 0, unknownMessages: 0, ignored: 0 });
+  const final = await status();
+  t.match(final, /^(unsubscribed|complained)$/, 'the highest status of the batch (the two rank the same)');
+  t.same(await send([sendgridEvent('unsubscribe', 'x', args(s)), sendgridEvent('click', 'x', args(s))]), { stored: 2, duplicates: 0, unknownMessages: 0, ignored: 0 });
+  t.equal(await status(), final, 'a later click does not move it back');
+  const [history] = await sql<{ n: number }[]>`select count(*)::int as n from consent_changes where workspace_id = ${s.workspaceId} and customer_id = ${s.customer}`;
+  t.equal(history!.n, 1, 'the address went off the list once, with one history row');
+});
+
+t.test('events with malformed message ids or timestamps are ignored or dated now, never a 500', async (t) => {
+  const s = await sentEmail('odd');
+  const body = JSON.stringify([
+    sendgridEvent('delivered', 'x', { customArgs: { herald_message_id: '-'.repeat(36) } }),
+    sendgridEvent('delivered', 'x', { customArgs: { herald_message_id: 'zz' } }),
+    sendgridEvent('open', 'x', { ...args(s), timestamp: 1e20 }),
+    sendgridEvent('click', 'x', { ...args(s), timestamp: 'yesterday' as unknown as number }),
+  ]);
+  const res = await post(s.config, body, eventWebhookHeaders(keys.privateKey, body, nowSeconds()));
+  t.equal(res.statusCode, 200);
+  t.same(res.json(), { stored: 2, duplicates: 0, unknownMessages: 0, ignored: 2 });
 });
 
 t.test('spam reports, hard bounces and unsubscribes take the address off the list; soft bounces do not', async (t) => {
