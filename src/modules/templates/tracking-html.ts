@@ -37,7 +37,8 @@ interface Attr {
   quote: QuoteType;
 }
 
-const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/'/g, '&#39;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+// Tracked URLs (base64url tokens) rarely hold any of these: one test rather than five replaces.
+const escapeAttr = (s: string) => (/[&"'<>]/.test(s) ? s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/'/g, '&#39;').replace(/</g, '&lt;').replace(/>/g, '&gt;') : s);
 const escapeText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 // Where the value of an attribute starts: past `=`, blanks and the opening quote, if any.
@@ -186,6 +187,11 @@ interface PlanLink {
   url: string;
   tracked: boolean;
   dynamic: boolean;
+  /**
+   * A dynamic link's value as its static text, decoded once, and the indexes of the pieces whose
+   * (escaped) merge tag output goes in between; undefined when it must be decoded whole.
+   */
+  segments?: Array<string | number>;
 }
 
 interface TrackingPlan {
@@ -260,10 +266,39 @@ function buildPlan(layout: FieldLayout): TrackingPlan | null {
     const dynamic = holes.some(([s, e]) => link.start <= s && e <= link.end);
     // A merge tag in an unquoted value cannot pass the checks above; stay safe all the same.
     if (dynamic && !link.quoted) return null;
-    links.push({ start: link.start, end: link.end, quoted: link.quoted, quote: link.quote ?? QuoteType.Double, url: link.url, tracked: !dynamic && TRACKED_URL.test(link.url), dynamic });
+    const quote = link.quote ?? QuoteType.Double;
+    const segments = dynamic ? linkSegments(skeleton, link, layout, starts, ends, quote) : undefined;
+    links.push({ start: link.start, end: link.end, quoted: link.quoted, quote, url: link.url, tracked: !dynamic && TRACKED_URL.test(link.url), dynamic, ...(segments ? { segments } : {}) });
   }
   return { starts, ends, links, ...(found.bodyOpenEnd !== undefined ? { bodyOpenEnd: found.bodyOpenEnd } : {}), ...(found.bodyCloseStart !== undefined ? { bodyCloseStart: found.bodyCloseStart } : {}) };
 }
+
+/**
+ * The segments of a dynamic link (see PlanLink), or undefined when its value cannot be decoded
+ * piece by piece: static text that ends in an unfinished character reference (`&am`) right before a
+ * merge tag, whose output could finish it. A merge tag's output is escaped (only whole `&amp;`,
+ * `&lt;`, `&gt;`, `&#34;`, `&#39;`), so it never leaves one unfinished for the text after it.
+ */
+function linkSegments(skeleton: string, link: LinkEdit, layout: FieldLayout, starts: number[], ends: number[], quote: QuoteType): Array<string | number> | undefined {
+  const segments: Array<string | number> = [];
+  for (let i = 0; i < layout.length; i++) {
+    const from = Math.max(starts[i]!, link.start);
+    const to = Math.min(ends[i]!, link.end);
+    if (from >= to) continue;
+    if (layout[i] === null) {
+      segments.push(i);
+      continue;
+    }
+    const raw = skeleton.slice(from, to);
+    if (to === ends[i] && layout[i + 1] === null && /&[#\w]*$/.test(raw)) return undefined;
+    segments.push(decodeAttribute(raw, quote));
+  }
+  return segments;
+}
+
+const UNESCAPES: Record<string, string> = { '&amp;': '&', '&lt;': '<', '&gt;': '>', '&#34;': '"', '&#39;': "'" };
+/** A merge tag's escaped output, decoded as the HTML tokenizer decodes it. */
+const unescapeOutput = (s: string) => (s.includes('&') ? s.replace(/&(?:amp|lt|gt|#34|#39);/g, (e) => UNESCAPES[e]!) : s);
 
 /** Whether addTrackingToPieces scans this layout once (true) or each message in full (false). */
 export function hasTrackingPlan(layout: FieldLayout): boolean {
@@ -322,7 +357,12 @@ export function addTrackingToPieces(layout: FieldLayout, pieces: readonly string
     const start = map(link.start);
     const end = map(link.end);
     let url = link.url;
-    if (link.dynamic) {
+    if (link.segments) {
+      url = '';
+      for (const segment of link.segments) url += typeof segment === 'number' ? unescapeOutput(pieces[segment]!) : segment;
+      url = url.trim();
+      if (!TRACKED_URL.test(url)) continue;
+    } else if (link.dynamic) {
       url = decodeAttribute(html.slice(start, end), link.quote).trim();
       if (!TRACKED_URL.test(url)) continue;
     } else if (!link.tracked) continue;
