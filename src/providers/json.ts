@@ -12,6 +12,17 @@ export function encodeStrings(...values: Array<string | undefined>): EncodedStri
   return out;
 }
 
+// Keys are few and repeat for every message: each is encoded once.
+const keys = new Map<string, string>();
+function encodedKey(key: string): string {
+  let json = keys.get(key);
+  if (json === undefined) {
+    json = `${JSON.stringify(key)}:`;
+    if (keys.size < 1000) keys.set(key, json);
+  }
+  return json;
+}
+
 function isPlain(value: object): boolean {
   const proto = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;
@@ -38,7 +49,7 @@ export function stringifyWith(value: unknown, known: EncodedStrings): string | u
   let out = '{';
   for (const key of Object.keys(value)) {
     const json = stringifyWith((value as Record<string, unknown>)[key], known);
-    if (json !== undefined) out += (out.length > 1 ? ',' : '') + JSON.stringify(key) + ':' + json;
+    if (json !== undefined) out += (out.length > 1 ? ',' : '') + encodedKey(key) + json;
   }
   return `${out}}`;
 }
