@@ -131,12 +131,12 @@ export const customerActions = pgTable(
   },
   (t) => [
     primaryKey({ columns: [t.workspaceId, t.id] }),
-    uniqueIndex('customer_actions_once_idx').on(t.workspaceId, t.actionTemplateId, t.messageId),
+    // Message first: it also serves deleting a message (a customer's cascade) and a message's
+    // actions, which had an index of their own (one index less on every assignment, migration 0009).
+    uniqueIndex('customer_actions_once_idx').on(t.workspaceId, t.messageId, t.actionTemplateId),
     index('customer_actions_customer_idx').on(t.workspaceId, t.customerId, t.occurredAt),
     // Migration 0004 adds INCLUDE (customer_id, message_id): audiences over action templates read it index-only.
     index('customer_actions_template_idx').on(t.workspaceId, t.actionTemplateId, t.occurredAt),
-    // Deleting a message (a customer's cascade) finds its action templates without a scan.
-    index('customer_actions_message_idx').on(t.workspaceId, t.messageId),
     foreignKey({ name: 'customer_actions_message_fk', columns: [t.workspaceId, t.messageId], foreignColumns: [messages.workspaceId, messages.id] }).onDelete('cascade'),
   ],
 );
