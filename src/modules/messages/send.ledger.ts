@@ -122,13 +122,20 @@ export function ledger(sql: Sql, clock: Clock) {
 
 export type Ledger = ReturnType<typeof ledger>;
 
-/** A JSON array of encoded elements, built flat: a rope would be copied again where postgres.js reads it. */
-function jsonArray(elements: Array<string | undefined>): string {
-  if (elements.length === 0) return '[]';
-  const parts = [...elements];
-  parts[0] = `[${parts[0]}`;
-  parts[parts.length - 1] = `${parts[parts.length - 1]}]`;
-  return parts.join(',');
+/**
+ * The outcome rows as `v(j)`: one jsonb parameter each, not one JSON array. An email whose text
+ * holds a character past Latin-1 is a two-byte string in V8, and one such row made the whole
+ * array two-byte, copied at twice the size and encoded to UTF-8 on the slow path. The count is
+ * padded to a power of two with nulls (which match no message) so that a connection prepares a
+ * handful of statements, not one per count.
+ */
+function outcomeRows(sql: Sql, rows: string[]) {
+  if (rows.length === 0) return sql`(select null::text as j where false) as v`;
+  let size = 8;
+  while (size < rows.length) size *= 2;
+  const padded: Array<[string | null]> = rows.map((r) => [r]);
+  while (padded.length < size) padded.push([null]);
+  return sql`(values ${sql(padded as never)}) as v(j)`;
 }
 
 /**
@@ -143,7 +150,7 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
     workspace_id: r.message.workspace_id, id: r.message.id, status: r.status, reason: r.reason, to_address: r.toAddress,
     rendered: r.rendered, provider_message_id: r.providerMessageId, next_attempt_at: r.nextAttemptAt?.toISOString() ?? null,
     sent_at: r.status === 'sent' ? sentAt : null, started: r.started, lease: r.message.lease.toISOString(),
-  }, r.encoded ?? []));
+  }, r.encoded ?? [])!);
   const assignments = results.flatMap((r) => {
     const kind = r.status === 'sent' ? 'sent' : r.status === 'not_sent' ? 'not_sent' : r.status === 'failed' ? 'failed' : null;
     const m = r.message;
@@ -163,7 +170,7 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
         sent_at = coalesce(r.sent_at, m.sent_at), updated_at = ${now}
       -- jsonb, parsed once: from json, each rendered content was lexed, then parsed again as jsonb
       -- (a fifth of the statement's time in PostgreSQL, for 8 KB emails).
-      from jsonb_to_recordset(${jsonArray(rows)}::jsonb)
+      from ${outcomeRows(sql, rows)} cross join lateral jsonb_to_record(v.j::jsonb)
         as r(workspace_id uuid, id uuid, status text, reason text, to_address text, rendered jsonb, provider_message_id text, next_attempt_at timestamptz, sent_at timestamptz, started boolean, lease timestamptz)
       where m.workspace_id = r.workspace_id and m.id = r.id
         -- One never started is still this claim's only while its lease holds (the claim's fence).
