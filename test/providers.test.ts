@@ -13,7 +13,8 @@ import {
   type MockServer,
 } from './mocks/index.ts';
 import { checkTarget, forbiddenRange, guardedLookup, SSRF_REFUSED } from '../src/providers/ssrf.ts';
-import { agentFor, classifyNetworkError, closeAgents, createNodeAgents, destroyNodeAgents, parseRetryAfter, request as httpRequest, MAX_RESPONSE_BYTES } from '../src/providers/http.ts';
+import { agentFor, classifyNetworkError, closeAgents, parseRetryAfter, request as httpRequest, MAX_RESPONSE_BYTES } from '../src/providers/http.ts';
+import { createNodeAgents, destroyNodeAgents } from '../src/providers/http-node.ts';
 import { createSendGridProvider, mailBody, sendGridMail } from '../src/providers/sendgrid.ts';
 import { encodeStrings, stringifyWith } from '../src/providers/json.ts';
 import sgHelpers from '@sendgrid/helpers';

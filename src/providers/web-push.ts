@@ -3,7 +3,8 @@
 // web-push speaks only https. Its requests go through Herald's keep-alive agents (the `agent`
 // option), which is where a send learns whether its request left (see http.ts).
 import webpush from 'web-push';
-import { createNodeAgents, deadline, DEFAULT_TIMEOUT_MS, destroyNodeAgents, newTrace, retryStatus, traced, traceFailure, vetTarget, type NodeAgents } from './http.ts';
+import { deadline, DEFAULT_TIMEOUT_MS, retryStatus, vetTarget } from './http.ts';
+import { createNodeAgents, destroyNodeAgents, newTrace, traced, traceFailure, type NodeAgents } from './http-node.ts';
 import type { Provider, PushPayload, SendOutcome, SendRequest } from './types.ts';
 
 /** How long a push service keeps an undelivered message (the device may be offline). */
