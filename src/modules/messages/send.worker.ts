@@ -7,21 +7,15 @@ import type { Sql } from 'postgres';
 import { isDatabaseDown, retryWhileDown } from '../../db/errors.ts';
 import type { Deps } from '../../deps.ts';
 import { helpOnce, type JobDefinition } from '../../jobs/queue.ts';
-import type { Provider, SendOutcome } from '../../providers/types.ts';
-import { loadChannelConfig } from '../channels/channels.service.ts';
-import { compileFields, customerContext, fieldLayout, TemplateError, type CompiledTemplate } from '../templates/render.ts';
-import { versionFields } from '../templates/templates.service.ts';
-import type { TemplateChannel } from '../templates/templates.schemas.ts';
-import { composePayload, trackingUrls } from './compose.ts';
+import type { Provider } from '../../providers/types.ts';
 import { SEND_QUEUE } from './outbox.ts';
-import { HOLD_MS, ledger, releaseClaims, SENDING_LEASE_MS, type ClaimedMessage, type Ledger, type SendResult } from './send.ledger.ts';
-import { inWindow, nextLocalTime } from '../../time/local-time.ts';
-import type { WorkspaceSettings } from '../workspaces/workspaces.schemas.ts';
-import type { CustomerSqlRow } from '../customers/customers.service.ts';
+import { loadContext, type Context } from './send.context.ts';
+import { HOLD_MS, ledger, releaseClaims, SENDING_LEASE_MS, type ClaimedMessage, type Ledger } from './send.ledger.ts';
+import { sendOne } from './send.one.ts';
 
 export { SENDING_LEASE_MS, type ClaimedMessage } from './send.ledger.ts';
+export { MAX_ATTEMPTS, RENDER_RETRY_MS } from './send.one.ts';
 
-export const MAX_ATTEMPTS = 5;
 /**
  * A claimed message stays 'queued', out of other workers' reach until its lease ends; it turns
  * 'sending' only right before its provider call. So a worker that dies leaves 'sending' (unknown,
@@ -29,10 +23,6 @@ export const MAX_ATTEMPTS = 5;
  * when the lease ends.
  */
 export const CLAIM_LEASE_MS = 20_000;
-/** A render over its time limit is tried once more after this long (see sendOne). */
-export const RENDER_RETRY_MS = 30_000;
-const RENDER_RETRY = 'render_time_limit';
-const TIME_LIMIT = /render limit exceeded/;
 const CONCURRENCY = 32;
 /** Claim loops per send job (drainDueMessages). */
 const LOOPS = 3;
@@ -157,191 +147,6 @@ async function sendBatches(deps: SendDeps, limit: number, budget: { batches: num
   };
   await Promise.all(Array.from({ length: CONCURRENCY }, slot));
   return claimed;
-}
-
-interface Context {
-  customers: Map<string, CustomerRow>;
-  consents: Map<string, string>;
-  subscriptions: Map<string, { id: string; kind: string; endpoint: string; keys: { p256dh: string; auth: string } | null }>;
-  templates: Map<string, { compiled: CompiledTemplate; content: Record<string, unknown> } | Error>;
-  configs: Map<string, Awaited<ReturnType<typeof loadChannelConfig>> | null>;
-  workspaces: Map<string, { timeZone: string; settings: WorkspaceSettings }>;
-  /** Messages already sent per customer and channel: [last day, last week], counted up as this batch sends. */
-  sentCounts: Map<string, [number, number]>;
-}
-
-type CustomerRow = Omit<CustomerSqlRow, 'updated_at'> & { workspace_id: string };
-
-const k = (...parts: (string | number)[]) => parts.join('/');
-
-const DAY_MS = 24 * 3600_000;
-const QUIET_DEFAULT_CHANNELS = ['sms', 'web_push', 'mobile_push'];
-
-async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config' | 'clock'>, batch: ClaimedMessage[]): Promise<Context> {
-  const { sql } = deps.database;
-  // Each customer once: a join on repeated pairs would multiply the counts below.
-  const pairs = [...new Map(batch.map((m) => [k(m.workspace_id, m.customer_id), [m.workspace_id, m.customer_id] as const])).values()];
-  const ws = pairs.map((p) => p[0]);
-  const ids = pairs.map((p) => p[1]);
-  const [customers, consents, subscriptions, workspaces] = await Promise.all([
-    sql<CustomerRow[]>`select c.* from customers c join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on c.workspace_id = u.w and c.id = u.id`,
-    sql<{ workspace_id: string; customer_id: string; channel: string; status: string }[]>`
-      select c.workspace_id, c.customer_id, c.channel, c.status from customer_consents c join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on c.workspace_id = u.w and c.customer_id = u.id`,
-    sql<{ workspace_id: string; customer_id: string; id: string; kind: string; endpoint: string; keys: { p256dh: string; auth: string } | null }[]>`
-      select distinct on (s.workspace_id, s.customer_id, s.kind) s.workspace_id, s.customer_id, s.id, s.kind, s.endpoint, s.keys
-      from push_subscriptions s join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on s.workspace_id = u.w and s.customer_id = u.id
-      order by s.workspace_id, s.customer_id, s.kind, s.created_at desc`,
-    sql<{ id: string; time_zone: string; settings: WorkspaceSettings }[]>`select id, time_zone, settings from workspaces where id = any(${[...new Set(ws)]}::uuid[])`,
-  ]);
-  const now = deps.clock.now();
-  const counts = await sql<{ workspace_id: string; customer_id: string; channel: string; day: number; week: number }[]>`
-    select m.workspace_id, m.customer_id, m.channel,
-      count(*) filter (where m.sent_at > ${new Date(now.getTime() - DAY_MS)})::int as day, count(*)::int as week
-    from messages m join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on m.workspace_id = u.w and m.customer_id = u.id
-    where m.sent_at > ${new Date(now.getTime() - 7 * DAY_MS)}
-    group by 1, 2, 3`;
-  const context: Context = {
-    customers: new Map(customers.map((c) => [k(c.workspace_id, c.id), c])),
-    consents: new Map(consents.map((c) => [k(c.workspace_id, c.customer_id, c.channel), c.status])),
-    subscriptions: new Map(subscriptions.map((s) => [k(s.workspace_id, s.customer_id, s.kind), s])),
-    templates: new Map(),
-    configs: new Map(),
-    workspaces: new Map(workspaces.map((w) => [w.id, { timeZone: w.time_zone, settings: w.settings }])),
-    sentCounts: new Map(counts.map((c) => [k(c.workspace_id, c.customer_id, c.channel), [c.day, c.week]])),
-  };
-  // Compiled once per template version per batch.
-  const versions = [...new Map(batch.map((m) => [k(m.workspace_id, m.template_id, m.template_version), m])).values()];
-  const rows = await sql<{ workspace_id: string; template_id: string; version: number; content: Record<string, unknown>; channel: string }[]>`
-    select v.workspace_id, v.template_id, v.version, v.content, t.channel from template_versions v
-    join templates t on t.workspace_id = v.workspace_id and t.id = v.template_id
-    join unnest(${versions.map((m) => m.workspace_id)}::uuid[], ${versions.map((m) => m.template_id)}::uuid[], ${versions.map((m) => m.template_version)}::int[]) u(w, t, v)
-      on v.workspace_id = u.w and v.template_id = u.t and v.version = u.v`;
-  for (const r of rows) {
-    try {
-      const { content, fields } = versionFields(r.channel as TemplateChannel, r.content);
-      context.templates.set(k(r.workspace_id, r.template_id, r.version), { compiled: compileFields(fields), content });
-    } catch (error) {
-      context.templates.set(k(r.workspace_id, r.template_id, r.version), error as Error);
-    }
-  }
-  for (const m of batch) {
-    const key = k(m.workspace_id, m.channel_config_id);
-    if (context.configs.has(key)) continue;
-    // A config that cannot be opened (deleted, or sealed under another HERALD_SECRET) is missing;
-    // a database that cannot be reached is not: the claim is given back (claimBatch).
-    context.configs.set(key, await loadChannelConfig(deps, m.workspace_id, m.channel_config_id).catch((error: unknown) => {
-      if (isDatabaseDown(error)) throw error;
-      return null;
-    }));
-  }
-  return context;
-}
-
-const CONSENT_CHANNELS = new Set(['email', 'sms', 'web_push', 'mobile_push']);
-
-/** The link merge tags a template uses, signed; the others are not made at all. */
-function mergeUrls(variables: string[], urls: { unsubscribe: string; view: string; forward: string }) {
-  const used = new Set(variables);
-  return {
-    ...(used.has('unsubscribe_url') ? { unsubscribe_url: urls.unsubscribe } : {}),
-    ...(used.has('view_url') ? { view_url: urls.view } : {}),
-    ...(used.has('forward_url') ? { forward_url: urls.forward } : {}),
-  };
-}
-
-function htmlPieces(compiled: CompiledTemplate, parts: Record<string, string[]>) {
-  const layout = fieldLayout(compiled, 'html');
-  const pieces = parts.html;
-  return layout && pieces ? { layout, pieces } : undefined;
-}
-
-async function sendOne(deps: Pick<Deps, 'config' | 'providers' | 'clock'>, ctx: Context, m: ClaimedMessage, now: Date, start: (m: ClaimedMessage) => Promise<boolean>): Promise<SendResult | null> {
-  const base: SendResult = { message: m, status: 'not_sent', reason: null, toAddress: null, rendered: null, providerMessageId: null, nextAttemptAt: null, started: false };
-  const notSent = (reason: string): SendResult => ({ ...base, reason });
-  const customer = ctx.customers.get(k(m.workspace_id, m.customer_id));
-  if (!customer) return notSent('no_address');
-  const consent = ctx.consents.get(k(m.workspace_id, m.customer_id, m.channel));
-  if (CONSENT_CHANNELS.has(m.channel) && consent !== undefined && consent !== 'subscribed') return notSent('unsubscribed');
-  const config = ctx.configs.get(k(m.workspace_id, m.channel_config_id));
-  if (!config || config.channel !== m.channel) return notSent('channel_config_missing');
-  const subscription = ctx.subscriptions.get(k(m.workspace_id, m.customer_id, m.channel));
-  const address = m.channel === 'email' ? customer.email : m.channel === 'sms' ? customer.phone : m.channel === 'webhook' ? '' : (subscription?.endpoint ?? null);
-  if (address === null) return notSent('no_address');
-  const template = ctx.templates.get(k(m.workspace_id, m.template_id, m.template_version));
-  if (!template || template instanceof Error) return notSent('render_error');
-  const workspace = ctx.workspaces.get(m.workspace_id);
-  const rules = workspace?.settings ?? {};
-  const zone = customer.time_zone ?? workspace?.timeZone ?? 'UTC';
-  const quiet = rules.quietHours;
-  if (quiet && (quiet.channels ?? QUIET_DEFAULT_CHANNELS).includes(m.channel) && inWindow(now, zone, quiet.start, quiet.end)) {
-    if (quiet.behavior === 'skip') return notSent('quiet_hours');
-    return { ...base, status: 'queued', reason: 'quiet_hours: deferred to the end of the window', nextAttemptAt: nextLocalTime(now, zone, quiet.end) };
-  }
-  // Decided before the provider call and counted at once, so one batch cannot overshoot a cap.
-  const cap = rules.frequencyCaps?.[m.channel as 'email'];
-  const sentBefore = ctx.sentCounts.get(k(m.workspace_id, m.customer_id, m.channel)) ?? [0, 0];
-  if (cap && ((cap.perDay !== undefined && sentBefore[0] >= cap.perDay) || (cap.perWeek !== undefined && sentBefore[1] >= cap.perWeek))) return notSent('frequency_capped');
-  ctx.sentCounts.set(k(m.workspace_id, m.customer_id, m.channel), [sentBefore[0] + 1, sentBefore[1] + 1]);
-
-  const secret = deps.config.secret!;
-  const urls = trackingUrls(deps.config.publicUrl, secret, m.workspace_id, m.id);
-  let values: Record<string, string>;
-  const parts: Record<string, string[]> = {};
-  try {
-    values = await template.compiled.render({
-      customer: customerContext({
-        id: customer.id, externalId: customer.external_id, email: customer.email, phone: customer.phone, timeZone: customer.time_zone,
-        locale: customer.locale, custom: customer.custom, createdAt: customer.created_at.toISOString(),
-      }),
-      event: m.event ?? undefined,
-      ...mergeUrls(template.compiled.variables, urls),
-      timeZone: zone,
-    }, parts);
-  } catch (error) {
-    // The render time limit is wall-clock: a CPU-starved process or a long GC pause can hit it
-    // with a template that renders in a millisecond (bench:scale saw it at load 8). Tried once
-    // more later; a template that hits it twice is one that explodes.
-    const message = (error as Error).message;
-    if (error instanceof TemplateError && error.kind === 'limit' && TIME_LIMIT.test(message) && !m.reason?.startsWith(RENDER_RETRY)) {
-      return { ...base, status: 'queued', reason: `${RENDER_RETRY}: ${message}`.slice(0, 500), nextAttemptAt: new Date(now.getTime() + RENDER_RETRY_MS) };
-    }
-    return notSent(`render_error: ${message}`.slice(0, 500));
-  }
-  const composed = composePayload({
-    channel: m.channel as TemplateChannel, content: template.content, values, settings: config.settings, defaultSender: rules.defaultSender,
-    address, subscription: subscription ?? null, urls, publicUrl: deps.config.publicUrl, channelConfigId: config.id,
-    htmlPieces: htmlPieces(template.compiled, parts),
-  });
-  if ('error' in composed) return notSent(composed.error);
-  const provider = deps.providers[config.provider];
-  if (!provider) return notSent('channel_config_missing');
-  if (!(await start(m))) return null;
-  const attempts = m.attempts + 1;
-  let outcome: SendOutcome;
-  try {
-    outcome = await provider.send({ messageId: m.id, workspaceId: m.workspace_id, payload: composed.payload, settings: config.settings, secrets: config.secrets, allowPrivateTargets: rules.allowPrivateNetworkTargets === true });
-  } catch (error) {
-    // A provider that throws has broken its contract; nobody knows whether the request left.
-    outcome = { kind: 'unknown', reason: (error as Error).message };
-  }
-  const encoded = composed.payload.kind === 'email' ? composed.payload.encoded : undefined;
-  const sent = { ...base, toAddress: address || null, rendered: composed.rendered, ...(encoded ? { encoded } : {}), started: true };
-  switch (outcome.kind) {
-    case 'sent':
-      return { ...sent, status: 'sent', providerMessageId: outcome.providerMessageId };
-    case 'rejected':
-      return { ...sent, status: 'not_sent', reason: `provider_rejected: ${outcome.reason}`.slice(0, 500) };
-    case 'gone':
-      return { ...sent, status: 'not_sent', reason: 'no_address', ...(subscription ? { goneSubscription: subscription.id } : {}) };
-    case 'unknown':
-      return { ...sent, status: 'unknown', reason: outcome.reason.slice(0, 500) };
-    case 'retry': {
-      if (attempts >= MAX_ATTEMPTS) return { ...sent, status: 'failed', reason: `gave up after ${attempts} attempts: ${outcome.reason}`.slice(0, 500) };
-      const backoff = outcome.retryAfterMs ?? Math.min(2 ** attempts * 1000, 10 * 60_000) * (0.75 + Math.random() / 2);
-      // From the answer, not the batch's start: a call made late in a long batch waits its whole backoff too.
-      return { ...sent, status: 'queued', reason: outcome.reason.slice(0, 500), nextAttemptAt: new Date(deps.clock.now().getTime() + backoff) };
-    }
-  }
 }
 
 /** Messages left in 'sending' by a worker that died: the request may have left, so never resend them blindly. */
