@@ -183,12 +183,16 @@ export function createSendGridProvider(options: SendGridProviderOptions = {}): P
     }
   }
 
+  let last: { key: string; client: LibraryClient } | undefined;
   function clientFor(apiKey: string, baseUrl: string): LibraryClient {
     const key = `${apiKey}\0${baseUrl}`;
+    // Already the most recently used (a batch sends through one config): nothing to reorder.
+    if (last?.key === key && clients.get(key) === last.client) return last.client;
     let client = clients.get(key);
     if (client) {
       clients.delete(key); // most recently used last
       clients.set(key, client);
+      last = { key, client };
       return client;
     }
     client = new PooledClient();
@@ -197,6 +201,7 @@ export function createSendGridProvider(options: SendGridProviderOptions = {}): P
     client.setDefaultRequest('baseUrl', `${baseUrl}/`);
     clients.set(key, client);
     if (clients.size > MAX_CLIENTS) clients.delete(clients.keys().next().value!);
+    last = { key, client };
     return client;
   }
 
@@ -226,6 +231,7 @@ export function createSendGridProvider(options: SendGridProviderOptions = {}): P
     },
     close() {
       clients.clear();
+      last = undefined;
       if (agents) void Promise.all([agents.strict.close(), agents.permissive.close()]);
     },
   };
