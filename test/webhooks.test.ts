@@ -6,6 +6,7 @@ import { enqueueMessages } from '../src/modules/messages/outbox.ts';
 import { sendDueMessages } from '../src/modules/messages/send.worker.ts';
 import type { Provider } from '../src/providers/types.ts';
 import { newId } from '../src/ids.ts';
+import { applyMessageEvents } from '../src/modules/messages/message-events.ts';
 import { verifySendgridSignature } from '../src/modules/webhooks/webhooks.service.ts';
 import { eventWebhookHeaders, generateEventWebhookKeys, sendgridEvent, signEventWebhook, twilioSignature } from './mocks/index.ts';
 import { startHerald, workspaceWithKey } from './helpers/app.ts';
@@ -151,6 +152,11 @@ t.test('events with malformed message ids or timestamps are ignored or dated now
   const res = await post(s.config, body, eventWebhookHeaders(keys.privateKey, body, nowSeconds()));
   t.equal(res.statusCode, 200);
   t.same(res.json(), { stored: 2, duplicates: 0, unknownMessages: 0, ignored: 2 });
+  // Ids go unquoted into array literals: one that would shift the columns is refused outright.
+  for (const messageId of [`${s.messageId},${newId()}`, '{}', s.messageId.replace(/.$/, '"')]) {
+    await t.rejects(applyMessageEvents(sql, [{ workspaceId: s.workspaceId, messageId, kind: 'delivered', occurredAt: herald.clock.now() }]), TypeError, messageId);
+  }
+  await t.rejects(applyMessageEvents(sql, [{ workspaceId: s.workspaceId, messageId: s.messageId, kind: 'delivered,opened' as 'delivered', occurredAt: herald.clock.now() }]), TypeError);
 });
 
 t.test('spam reports, hard bounces and unsubscribes take the address off the list; soft bounces do not', async (t) => {

@@ -44,11 +44,16 @@ export interface ApplyResult {
 
 /** The rank of the status an event kind stands for, in SQL (0 for kinds that move no status). */
 const KIND_RANK = `case u.kind ${Object.entries(EVENT_EFFECTS).filter(([, e]) => e.status).map(([k, e]) => `when '${k}' then ${STATUS_RANK[e.status!]}`).join(' ')} else 0 end`;
-/** The status of a rank, in SQL: ranks of the kinds above name one status each, except 3 (delivered, bounced, failed). */
+/** The status and the action template an event kind stands for, in SQL. */
 const STATUS_OF = (kind: string) => `case ${kind} ${Object.entries(EVENT_EFFECTS).filter(([, e]) => e.status).map(([k, e]) => `when '${k}' then '${e.status}'`).join(' ')} end`;
 const ACTION_OF = (kind: string) => `case ${kind} ${Object.entries(EVENT_EFFECTS).filter(([, e]) => e.action).map(([k, e]) => `when '${k}' then '${e.action}'`).join(' ')} end`;
 /** The rank of a message's current status, in SQL. */
 const rankOf = (expr: string) => `case ${expr} ${Object.entries(STATUS_RANK).map(([s, r]) => `when '${s}' then ${r}`).join(' ')} else 0 end`;
+
+const SEPARATOR = String.fromCharCode(30);
+// Ids and kinds go unquoted into array literals: one with a comma or a brace would shift the
+// columns, so each is checked (a caller's bug, thrown).
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Stores the events and applies their effects, all in one statement: the events are stored
@@ -58,8 +63,6 @@ const rankOf = (expr: string) => `case ${expr} ${Object.entries(STATUS_RANK).map
  * and was parsed twice when effects were a second statement. Unsubscribes, rare, take a second
  * statement in the same transaction.
  */
-const SEPARATOR = String.fromCharCode(30);
-
 export async function applyMessageEvents(sql: Sql | TransactionSql, events: MessageEventInput[]): Promise<ApplyResult> {
   if (events.length === 0) return { stored: 0, duplicates: 0, unknownMessages: 0 };
   const n = events.length;
@@ -68,6 +71,7 @@ export async function applyMessageEvents(sql: Sql | TransactionSql, events: Mess
   const unsubscribing: { workspaces: string[]; ids: string[] } = { workspaces: [], ids: [] };
   for (let i = 0; i < n; i++) {
     const e = events[i]!;
+    if (!UUID.test(e.workspaceId) || !UUID.test(e.messageId) || !Object.hasOwn(EVENT_EFFECTS, e.kind)) throw new TypeError(`applyMessageEvents: malformed event ${JSON.stringify([e.workspaceId, e.messageId, e.kind])}`);
     workspaces[i] = e.workspaceId;
     ids[i] = newId();
     messageIds[i] = e.messageId;
