@@ -159,6 +159,27 @@ t.test('events with malformed message ids or timestamps are ignored or dated now
   await t.rejects(applyMessageEvents(sql, [{ workspaceId: s.workspaceId, messageId: s.messageId, kind: 'delivered,opened' as 'delivered', occurredAt: herald.clock.now() }]), TypeError);
 });
 
+t.test('one call with events of two workspaces: each stored against its own messages, times to the millisecond', async (t) => {
+  const a = await sentEmail('mixed-a');
+  const b = await sentEmail('mixed-b');
+  const at = new Date('2026-03-04T05:06:07.891Z');
+  const result = await applyMessageEvents(sql, [
+    { workspaceId: a.workspaceId, messageId: a.messageId, kind: 'opened', occurredAt: at, providerEventId: 'mixed:1' },
+    { workspaceId: b.workspaceId, messageId: b.messageId, kind: 'clicked', occurredAt: at, providerEventId: 'mixed:2', data: { url: 'https://x.example/"q"' } },
+    { workspaceId: b.workspaceId, messageId: a.messageId, kind: 'clicked', occurredAt: at, providerEventId: 'mixed:3' },
+    { workspaceId: a.workspaceId, messageId: a.messageId, kind: 'unsubscribed', occurredAt: at, providerEventId: 'mixed:4' },
+  ]);
+  t.same(result, { stored: 3, duplicates: 0, unknownMessages: 1 }, "a message of another workspace is unknown");
+  const rows = await sql<{ workspace_id: string; kind: string; occurred_at: Date; data: Record<string, unknown> }[]>`
+    select workspace_id, kind, occurred_at, data from message_events where provider_event_id like 'mixed:%' order by provider_event_id`;
+  t.same(rows.map((r) => [r.workspace_id, r.kind, r.occurred_at.toISOString()]), [[a.workspaceId, 'opened', at.toISOString()], [b.workspaceId, 'clicked', at.toISOString()], [a.workspaceId, 'unsubscribed', at.toISOString()]]);
+  t.same(rows[1]!.data, { url: 'https://x.example/"q"' });
+  t.equal((await a.call('GET', `/v1/messages/${a.messageId}`)).json().status, 'unsubscribed');
+  t.equal((await b.call('GET', `/v1/messages/${b.messageId}`)).json().status, 'clicked');
+  t.same((await a.call('GET', `/v1/customers/${a.customer}`)).json().consents.map((c: { status: string }) => c.status), ['unsubscribed']);
+  t.same((await b.call('GET', `/v1/customers/${b.customer}`)).json().consents, []);
+});
+
 t.test('spam reports, hard bounces and unsubscribes take the address off the list; soft bounces do not', async (t) => {
   for (const [kind, extra, expected] of [
     ['spamreport', {}, 'unsubscribed'],

@@ -65,34 +65,51 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  */
 export async function applyMessageEvents(sql: Sql | TransactionSql, events: MessageEventInput[]): Promise<ApplyResult> {
   if (events.length === 0) return { stored: 0, duplicates: 0, unknownMessages: 0 };
+  // A webhook batch or a tracking hit is one workspace: the statement takes it as one parameter.
+  // Mixed input (none today) is split, all parts in one transaction.
+  const workspaceId = events[0]!.workspaceId;
+  if (events.every((e) => e.workspaceId === workspaceId)) return applyToWorkspace(sql, workspaceId, events);
+  const parts = Map.groupBy(events, (e) => e.workspaceId);
+  const total = { stored: 0, duplicates: 0, unknownMessages: 0 };
+  const run = async (tx: Sql | TransactionSql) => {
+    for (const [id, part] of parts) {
+      const r = await applyToWorkspace(tx, id, part);
+      total.stored += r.stored;
+      total.duplicates += r.duplicates;
+      total.unknownMessages += r.unknownMessages;
+    }
+    return total;
+  };
+  return 'savepoint' in sql ? run(sql) : (sql as Sql).begin(run);
+}
+
+async function applyToWorkspace(sql: Sql | TransactionSql, workspaceId: string, events: MessageEventInput[]): Promise<ApplyResult> {
   const n = events.length;
-  const workspaces = new Array<string>(n), ids = new Array<string>(n), messageIds = new Array<string>(n), kinds = new Array<string>(n);
-  const times = new Array<string>(n), providerIds = new Array<string>(n), data = new Array<string>(n);
-  const unsubscribing: { workspaces: string[]; ids: string[] } = { workspaces: [], ids: [] };
+  if (!UUID.test(workspaceId)) throw new TypeError(`applyMessageEvents: malformed workspace id ${JSON.stringify(workspaceId)}`);
+  const ids = new Array<string>(n), messageIds = new Array<string>(n), kinds = new Array<string>(n), times = new Array<number>(n);
+  const providerIds = new Array<string>(n), data = new Array<string>(n), unsubscribing: string[] = [];
   for (let i = 0; i < n; i++) {
     const e = events[i]!;
-    if (!UUID.test(e.workspaceId) || !UUID.test(e.messageId) || !Object.hasOwn(EVENT_EFFECTS, e.kind)) throw new TypeError(`applyMessageEvents: malformed event ${JSON.stringify([e.workspaceId, e.messageId, e.kind])}`);
-    workspaces[i] = e.workspaceId;
+    const time = e.occurredAt.getTime();
+    if (!UUID.test(e.messageId) || !Object.hasOwn(EVENT_EFFECTS, e.kind) || !Number.isFinite(time)) throw new TypeError(`applyMessageEvents: malformed event ${JSON.stringify([e.messageId, e.kind, time])}`);
     ids[i] = newId();
     messageIds[i] = e.messageId;
     kinds[i] = e.kind;
-    times[i] = e.occurredAt.toISOString();
+    times[i] = time;
     providerIds[i] = e.providerEventId ?? '';
     data[i] = e.data ? JSON.stringify(e.data) : '{}';
-    if (e.unsubscribes ?? (e.kind === 'unsubscribed' || e.kind === 'complained')) {
-      unsubscribing.workspaces.push(e.workspaceId);
-      unsubscribing.ids.push(ids[i]!);
-    }
+    if (e.unsubscribes ?? (e.kind === 'unsubscribed' || e.kind === 'complained')) unsubscribing.push(ids[i]!);
   }
   // JSON text never holds a raw control character (JSON.stringify escapes them): the documents go
-  // joined by U+001E and are split in SQL, with no quoting to add here or to undo there.
-  const params = [plainArray(workspaces), plainArray(ids), plainArray(messageIds), plainArray(kinds), plainArray(times), textArray(providerIds), data.join(SEPARATOR)];
+  // joined by U+001E and are split in SQL, with no quoting to add here or to undo there. Times go
+  // as milliseconds since the epoch (cheaper to write and to read than ISO text).
+  const params = [workspaceId, plainArray(ids), plainArray(messageIds), plainArray(kinds), plainArray(times), textArray(providerIds), data.join(SEPARATOR)];
   const run = async (tx: Sql | TransactionSql) => {
     const [counts] = await tx.unsafe<{ known: number; stored: number }[]>(STORE_AND_APPLY, params);
-    if (unsubscribing.ids.length) await tx.unsafe(OFF_THE_LIST, [plainArray(unsubscribing.workspaces), plainArray(unsubscribing.ids)]);
+    if (unsubscribing.length) await tx.unsafe(OFF_THE_LIST, [workspaceId, plainArray(unsubscribing)]);
     return { stored: counts!.stored, duplicates: counts!.known - counts!.stored, unknownMessages: n - counts!.known };
   };
-  if (unsubscribing.ids.length === 0 || 'savepoint' in sql) return run(sql);
+  if (unsubscribing.length === 0 || 'savepoint' in sql) return run(sql);
   return (sql as Sql).begin(run);
 }
 
@@ -102,8 +119,8 @@ export async function applyMessageEvents(sql: Sql | TransactionSql, events: Mess
 // (repeated opens and clicks stay events).
 const STORE_AND_APPLY = `
   with input as (
-    select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::text[], string_to_array($7, chr(30)))
-      as u(workspace_id, id, message_id, kind, occurred_at, provider_event_id, data)
+    select $1::uuid as workspace_id, u.id, u.message_id, u.kind, timestamptz 'epoch' + u.ms * interval '1 millisecond' as occurred_at, u.provider_event_id, u.data
+    from unnest($2::uuid[], $3::uuid[], $4::text[], $5::bigint[], $6::text[], string_to_array($7, chr(30))) as u(id, message_id, kind, ms, provider_event_id, data)
   ),
   known as (
     select u.* from input u where exists (select from messages m where m.workspace_id = u.workspace_id and m.id = u.message_id)
@@ -139,8 +156,8 @@ const STORE_AND_APPLY = `
 const OFF_THE_LIST = `
   with off_list as (
     select distinct on (m.workspace_id, m.customer_id, m.channel) m.workspace_id, m.customer_id, m.channel, e.kind
-    from unnest($1::uuid[], $2::uuid[]) as u(workspace_id, id)
-    join message_events e on e.workspace_id = u.workspace_id and e.id = u.id
+    from unnest($2::uuid[]) as u(id)
+    join message_events e on e.workspace_id = $1::uuid and e.id = u.id
     join messages m on m.workspace_id = e.workspace_id and m.id = e.message_id
     where m.channel in ('email', 'sms')
   ),
