@@ -107,6 +107,10 @@ t.test('local_date formats in the context time zone, across DST', async (t) => {
     if (hostZone === undefined) delete process.env.TZ;
     else process.env.TZ = hostZone;
   }
+  // A field rendered by its plan first, then one through liquidjs: the zone still reaches the filter.
+  const mixed = compileFields({ subject: 'Hi {{ customer.first_name }}', text: '{{ event.at | local_date: "%H:%M" }}' });
+  t.same(plannedFields(mixed), ['subject']);
+  t.same(await mixed.render(ctx({ event: { at: '2026-03-29T01:30:00Z' } })), { subject: 'Hi Ann', text: '03:30' });
   const { error } = await failure({ text: 'x\n\n  {{ "now" | local_date: "%Y" }}' }, ctx({ timeZone: 'Mars/Olympus' }));
   t.match(error, { field: 'text', kind: 'render', line: 3, column: 3, message: /unknown time zone "Mars\/Olympus"/ });
 });

@@ -62,7 +62,7 @@ export function composePayload(input: ComposeInput): { payload: Payload; rendere
       if (v.html !== undefined) {
         const opts = { openPixelUrl: urls.open, clickUrl: (i: number) => urls.click(i), ...(v.preheader ? { preheader: v.preheader } : {}) };
         const parts = input.htmlPieces;
-        ({ html, links } = parts ? addTrackingToPieces(parts.layout, parts.pieces, opts) : addTracking(v.html, opts));
+        ({ html, links } = parts ? addTrackingToPieces(parts.layout, parts.pieces, opts, v.html) : addTracking(v.html, opts));
       }
       const replyTo = (content.replyTo as string | undefined) ?? (settings.replyTo as string | undefined);
       const payload: Payload = {

@@ -237,7 +237,9 @@ export function compileFields(fields: Record<string, string>, options: { interpr
     variables,
     async render(ctx, parts) {
       const scope = scopeOf(ctx);
-      zoneOfScope.set(scope, ctx.timeZone);
+      // For local_date, which only liquidjs calls: set when a field goes through it (a WeakMap
+      // entry per message was a cost of its own).
+      let zoned = false;
       const deadline = performance.now() + RENDER_BUDGET_MS;
       const out: Record<string, string> = {};
       for (const [field, templates, engine, separated, plan] of parsed) {
@@ -246,6 +248,10 @@ export function compileFields(fields: Record<string, string>, options: { interpr
         // Static text and plain merge tags: no interpreter (render-plan.ts), unless the plan declines.
         const pieces = plan && renderPlan(plan, scope, MEMORY_LIMIT_CHARS);
         if (pieces && separated && parts) parts[field] = pieces;
+        if (!pieces && !zoned) {
+          zoneOfScope.set(scope, ctx.timeZone);
+          zoned = true;
+        }
         const text = pieces ? pieces.join('') : renderLiquid(field, templates, engine, separated, scope, parts, deadline);
         // A UTF-16 unit is at most 3 bytes of UTF-8: most fields need no count.
         if (text.length * 3 > OUTPUT_LIMIT_BYTES && Buffer.byteLength(text, 'utf8') > OUTPUT_LIMIT_BYTES) {

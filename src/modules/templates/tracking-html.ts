@@ -330,10 +330,10 @@ function decodeAttribute(raw: string, quote: QuoteType): string {
 /**
  * addTracking() for html rendered from `layout`: `pieces[i]` is the static text or the merge tag
  * output of piece i (their concatenation is the html). Same result as addTracking(pieces.join('')),
- * with the document scanned once per layout rather than once per message.
+ * with the document scanned once per layout rather than once per message. `html`: the pieces
+ * already joined, when the caller has them.
  */
-export function addTrackingToPieces(layout: FieldLayout, pieces: readonly string[], opts: TrackingOptions): { html: string; links: string[] } {
-  const html = pieces.join('');
+export function addTrackingToPieces(layout: FieldLayout, pieces: readonly string[], opts: TrackingOptions, html = pieces.join('')): { html: string; links: string[] } {
   let plan = plans.get(layout);
   if (plan === undefined) plans.set(layout, (plan = buildPlan(layout)));
   if (!plan || pieces.length !== layout.length) return addTracking(html, opts);
