@@ -8,8 +8,8 @@
 // connections, the SSRF guard, the deadline, the capped body, and the exact "did the request
 // leave" classification (retry before, unknown after).
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { createRequire } from 'node:module';
 import sgClient from '@sendgrid/client';
-import sgHelpers from '@sendgrid/helpers';
 import { createAgents, DEFAULT_TIMEOUT_MS, MAX_RESPONSE_BYTES, parseRetryAfter, MAX_RETRY_AFTER_MS, request as httpRequest, type Failure, type UndiciAgents } from './http.ts';
 import { stringifyWith } from './json.ts';
 import type { EmailPayload, Provider, SendOutcome, SendRequest } from './types.ts';
@@ -34,7 +34,9 @@ interface LibraryClient {
 }
 // The packages export their singletons; the classes hang off them (module.exports.Client).
 const ClientClass = (sgClient as unknown as { Client: new () => LibraryClient }).Client;
-const EmailAddress = (sgHelpers as unknown as { classes: { EmailAddress: { create(data: unknown): { toJSON(): { email: string; name?: string } } } } }).classes.EmailAddress;
+// @sendgrid/helpers as @sendgrid/mail loads it: a dependency of the library, not of Herald.
+const fromMail = createRequire(createRequire(import.meta.url).resolve('@sendgrid/mail'));
+const EmailAddress = (fromMail('@sendgrid/helpers') as { classes: { EmailAddress: { create(data: unknown): { toJSON(): { email: string; name?: string } } } } }).classes.EmailAddress;
 
 export const SENDGRID_BASE_URL = 'https://api.sendgrid.com';
 const MAX_CLIENTS = 256;
