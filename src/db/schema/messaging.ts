@@ -79,6 +79,7 @@ export const messages = pgTable(
     reason: text(),
     toAddress: text(),
     event: jsonb().$type<Record<string, unknown> | null>(),
+    /** Compressed with lz4 where the server has it (migration 0010). */
     rendered: jsonb().$type<Record<string, unknown> | null>(),
     providerMessageId: text(),
     attempts: integer().notNull().default(0),
