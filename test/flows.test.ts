@@ -103,6 +103,24 @@ t.test('the seed\'s example: a confirmation email, then a reminder to those who 
     if (!cursor) break;
   }
   t.same(byTwo, all, 'every kind merged, two at a time: the same as one page');
+
+  // since/until (GraphQL), one entry a page: the full list cut to [since, until).
+  const times = all.map((e: { at: string }) => Date.parse(e.at));
+  const [since, until] = [new Date(Math.min(...times)).toISOString(), new Date(Math.max(...times)).toISOString()];
+  const windowed: string[] = [];
+  for (let after: string | null = null, n = 0; n < 50; n++) {
+    const res = await call('POST', '/graphql', {
+      query: 'query ($id: ID!, $after: String, $since: DateTime, $until: DateTime) { customer(id: $id) { timeline(first: 1, after: $after, since: $since, until: $until) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } } }',
+      variables: { id: ann, after, since, until },
+    });
+    const page = res.json().data.customer.timeline as { edges: { node: { id: string } }[]; pageInfo: { hasNextPage: boolean; endCursor: string } };
+    windowed.push(...page.edges.map((e) => e.node.id));
+    if (!page.pageInfo.hasNextPage) break;
+    after = page.pageInfo.endCursor;
+  }
+  const expected = all.filter((e: { at: string }) => e.at >= since && e.at < until).map((e: { id: string }) => e.id);
+  t.ok(expected.length > 1 && expected.length < all.length, `the window holds some entries (${expected.length} of ${all.length})`);
+  t.same(windowed, expected, 'since and until with a cursor: the entries of the window, once each, in order');
 });
 
 const chain = (...nodes: Record<string, unknown>[]) => ({

@@ -75,40 +75,61 @@ function flowBranch(bounds: { cursor: { at: string; id: string; rowMax: string }
     order by x.at desc, x.id desc limit $3::int)`;
 }
 
-/** The first page after `after` of each customer's timeline. */
-export async function timelines(sql: Sql, workspaceId: string, customerIds: string[], o: TimelineOptions): Promise<Map<string, TimelinePage>> {
-  const out = new Map<string, TimelinePage>();
-  if (!customerIds.length) return out;
-  const after = decodeCursor(o.after, ['string', 'string']) as [string, string] | undefined;
-  if (after && (!UUID.test(after[1]) || Number.isNaN(Date.parse(after[0])))) throw invalid('The cursor is not one this API issued', [{ pointer: '/query/cursor', detail: 'is not a valid cursor' }]);
-  const params: unknown[] = [workspaceId, customerIds, o.first + 1];
-  const p = (v: unknown, cast: string) => {
-    params.push(v);
-    return `$${params.length}::${cast}`;
-  };
-  const bounds: string[] = [];
-  const at = after ? { at: p(after[0], 'timestamptz'), id: p(after[1], 'uuid') } : null;
-  const cursor = at ? `(${at.at}, ${at.id})` : null;
-  const since = o.since ? p(o.since.toISOString(), 'timestamptz') : null;
-  const until = o.until ? p(o.until.toISOString(), 'timestamptz') : null;
-  const branches = (o.kinds?.length ? o.kinds : TIMELINE_KINDS).map((kind) => {
-    if (kind === 'flow') return flowBranch({ cursor: at && { ...at, rowMax: p(`${after![1].slice(0, 32)}ffff`, 'uuid') }, since, until });
+interface Shape {
+  kinds: readonly TimelineKind[];
+  cursor: boolean;
+  since: boolean;
+  until: boolean;
+  /** One customer: a single value instead of unnest() lets PostgreSQL keep the prepared statement's generic plan (bench:graphql). */
+  one: boolean;
+}
+
+// The statement depends only on the shape of the question (a few dozen shapes): built once each.
+// Parameters: $1 workspace, $2 customer(s), $3 page size + 1, then the cursor's time and id, since,
+// until, and the cursor's last row id for the flow branch, each when present, in that order.
+const statements = new Map<string, string>();
+
+function timelineSql(shape: Shape): string {
+  const key = `${shape.kinds.join(',')}|${+shape.cursor}${+shape.since}${+shape.until}${+shape.one}`;
+  let text = statements.get(key);
+  if (text) return text;
+  let n = 3;
+  const at = shape.cursor ? { at: `$${++n}::timestamptz`, id: `$${++n}::uuid` } : null;
+  const since = shape.since ? `$${++n}::timestamptz` : null;
+  const until = shape.until ? `$${++n}::timestamptz` : null;
+  const branches = shape.kinds.map((kind) => {
+    if (kind === 'flow') return flowBranch({ cursor: at && { ...at, rowMax: `$${++n}::uuid` }, since, until });
     const b = BRANCHES[kind];
-    bounds.length = 0;
-    if (cursor) bounds.push(`(${b.at}, x.id) < ${cursor}`);
+    const bounds: string[] = [];
+    if (at) bounds.push(`(${b.at}, x.id) < (${at.at}, ${at.id})`);
     if (since) bounds.push(`${b.at} >= ${since}`);
     if (until) bounds.push(`${b.at} < ${until}`);
     return `(select '${kind}'::text as kind, x.id, ${b.at} as at, ${b.data} as data from ${b.table}
       where x.workspace_id = $1::uuid and x.customer_id = c.id ${bounds.map((x) => `and ${x}`).join(' ')}
       order by ${b.at} desc, x.id desc limit $3::int)`;
   });
-  // One customer (REST, customer(id) { timeline }) is the common case: a single value instead of
-  // unnest() lets PostgreSQL keep the prepared statement's generic plan (bench:graphql).
+  text = `select c.id as customer_id, t.kind, t.id, t.at, t.data from ${shape.one ? '(select $2::uuid as id)' : 'unnest($2::uuid[])'} as c(id)
+     cross join lateral (select * from (${branches.join(' union all ')}) u order by at desc, id desc limit $3::int) t`;
+  if (statements.size < 1000) statements.set(key, text);
+  return text;
+}
+
+/** The first page after `after` of each customer's timeline. */
+export async function timelines(sql: Sql, workspaceId: string, customerIds: string[], o: TimelineOptions): Promise<Map<string, TimelinePage>> {
+  const out = new Map<string, TimelinePage>();
+  if (!customerIds.length) return out;
+  const after = decodeCursor(o.after, ['string', 'string']) as [string, string] | undefined;
+  if (after && (!UUID.test(after[1]) || Number.isNaN(Date.parse(after[0])))) throw invalid('The cursor is not one this API issued', [{ pointer: '/query/cursor', detail: 'is not a valid cursor' }]);
+  const kinds = o.kinds?.length ? o.kinds : TIMELINE_KINDS;
   const one = customerIds.length === 1;
-  if (one) params[1] = customerIds[0];
+  const params: unknown[] = [workspaceId, one ? customerIds[0] : customerIds, o.first + 1];
+  if (after) params.push(after[0], after[1]);
+  if (o.since) params.push(o.since.toISOString());
+  if (o.until) params.push(o.until.toISOString());
+  // The flow branch's rows are cut at the last id the cursor's row can give (see flowBranch).
+  if (after && kinds.includes('flow')) params.push(`${after[1].slice(0, 32)}ffff`);
   const rows = await sql.unsafe<{ customer_id: string; kind: TimelineKind; id: string; at: Date; data: Record<string, unknown> }[]>(
-    `select c.id as customer_id, t.kind, t.id, t.at, t.data from ${one ? '(select $2::uuid as id)' : 'unnest($2::uuid[])'} as c(id)
-     cross join lateral (select * from (${branches.join(' union all ')}) u order by at desc, id desc limit $3::int) t`,
+    timelineSql({ kinds, cursor: !!after, since: !!o.since, until: !!o.until, one }),
     params as never[],
     { prepare: true },
   );
