@@ -18,13 +18,13 @@
 // cron alone would make it up to a minute late).
 import t from 'tap';
 import type { IncomingHttpHeaders } from 'node:http';
-import net from 'node:net';
 import { enqueueMessages } from '../src/modules/messages/outbox.ts';
 import { SEND_QUEUE } from '../src/modules/messages/outbox.ts';
 import { MAX_ATTEMPTS, recoverAbandoned, SENDING_LEASE_MS } from '../src/modules/messages/send.worker.ts';
 import { startHerald, workspaceWithKey } from './helpers/app.ts';
 import { allowLoopback, makeCustomers, repeated, sleep, until as untilIn, watch, workerPool, type Arrival } from './helpers/faults-setup.ts';
 import { startSendGridMock, startTwilioMock, startWebhookReceiver, type Faults, type MockServer } from './mocks/index.ts';
+import { freePort } from './helpers/pg-server.ts';
 
 /** Messages through the chaos mock (random faults on every request). */
 const CHAOS = 200;
@@ -110,7 +110,7 @@ t.test('429, 5xx, resets, hangs and refused connections: the retry and dead-lett
   const sgReset = await scenario('sendgrid: reset after the request was read', 'sendgrid', first(1, { reset: true }));
   const sgHang = await scenario('sendgrid: no answer until the deadline', 'sendgrid', first(1, { hang: true }));
   const sg400 = await scenario('sendgrid: 400', 'sendgrid', first(1, { status: 400 }));
-  const refusedPort = await closedPort();
+  const refusedPort = await freePort(); // nobody listens on it (it was free a moment ago)
   const sgRefused = await scenario('sendgrid: connection refused, then reachable', 'sendgrid', () => ({}), 1, `http://127.0.0.1:${refusedPort}`);
   const chaosFault = (): Faults => {
     const r = Math.random();
@@ -227,11 +227,3 @@ t.test('429, 5xx, resets, hangs and refused connections: the retry and dead-lett
   t.comment(`chaos (${CHAOS} messages, ${chaos.log.length} requests: ${JSON.stringify(Object.fromEntries(['none', '429', '500', '503', 'reset', 'hang'].map((f) => [f, chaos.log.filter((a) => a.fault === f).length])))}): ${JSON.stringify(tally)}; ${((Date.now() - started) / 1000).toFixed(1)} s in all`);
 });
 
-/** A port on 127.0.0.1 that nobody listens on (it was free a moment ago). */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}

@@ -24,6 +24,7 @@ import { createFcmProvider } from '../src/providers/fcm.ts';
 import { createWebhookProvider } from '../src/providers/webhook.ts';
 import { defaultProviders } from '../src/providers/index.ts';
 import type { Payload, Provider, PushPayload, SendOutcome, SendRequest } from '../src/providers/types.ts';
+import { freePort } from './helpers/pg-server.ts';
 
 const WORKSPACE = '7d3c1d5e-0000-4000-8000-000000000001';
 t.teardown(() => closeAgents());
@@ -32,14 +33,6 @@ function sendRequest(payload: Payload, settings: Record<string, unknown>, secret
   return { messageId: randomUUID(), workspaceId: WORKSPACE, payload, settings, secrets, allowPrivateTargets: true, ...extra };
 }
 
-/** A port on 127.0.0.1 that nobody listens on (it was free a moment ago). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** A TCP server that never answers (a TLS handshake to it stalls) or resets every connection. */
 async function rawServer(mode: 'silent' | 'reset'): Promise<{ port: number; accepted: () => number; close: () => Promise<void> }> {
