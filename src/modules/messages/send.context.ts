@@ -35,7 +35,10 @@ export async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config' 
   const pairs = [...new Map(batch.map((m) => [k(m.workspace_id, m.customer_id), [m.workspace_id, m.customer_id] as const])).values()];
   const ws = pairs.map((p) => p[0]);
   const ids = pairs.map((p) => p[1]);
-  const [customers, consents, subscriptions, workspaces] = await Promise.all([
+  const now = deps.clock.now();
+  const versions = [...new Map(batch.map((m) => [k(m.workspace_id, m.template_id, m.template_version), m])).values()];
+  // Independent reads: one round trip's wait for all of them.
+  const [customers, consents, subscriptions, workspaces, counts, rows] = await Promise.all([
     sql<CustomerRow[]>`select c.* from customers c join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on c.workspace_id = u.w and c.id = u.id`,
     sql<{ workspace_id: string; customer_id: string; channel: string; status: string }[]>`
       select c.workspace_id, c.customer_id, c.channel, c.status from customer_consents c join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on c.workspace_id = u.w and c.customer_id = u.id`,
@@ -44,14 +47,20 @@ export async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config' 
       from push_subscriptions s join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on s.workspace_id = u.w and s.customer_id = u.id
       order by s.workspace_id, s.customer_id, s.kind, s.created_at desc`,
     sql<{ id: string; time_zone: string; settings: WorkspaceSettings }[]>`select id, time_zone, settings from workspaces where id = any(${[...new Set(ws)]}::uuid[])`,
+    // Messages sent per customer and channel in the last day and week (frequency caps).
+    sql<{ workspace_id: string; customer_id: string; channel: string; day: number; week: number }[]>`
+      select m.workspace_id, m.customer_id, m.channel,
+        count(*) filter (where m.sent_at > ${new Date(now.getTime() - DAY_MS)})::int as day, count(*)::int as week
+      from messages m join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on m.workspace_id = u.w and m.customer_id = u.id
+      where m.sent_at > ${new Date(now.getTime() - 7 * DAY_MS)}
+      group by 1, 2, 3`,
+    // Each template version once (compiled once per batch below).
+    sql<{ workspace_id: string; template_id: string; version: number; content: Record<string, unknown>; channel: string }[]>`
+      select v.workspace_id, v.template_id, v.version, v.content, t.channel from template_versions v
+      join templates t on t.workspace_id = v.workspace_id and t.id = v.template_id
+      join unnest(${versions.map((m) => m.workspace_id)}::uuid[], ${versions.map((m) => m.template_id)}::uuid[], ${versions.map((m) => m.template_version)}::int[]) u(w, t, v)
+        on v.workspace_id = u.w and v.template_id = u.t and v.version = u.v`,
   ]);
-  const now = deps.clock.now();
-  const counts = await sql<{ workspace_id: string; customer_id: string; channel: string; day: number; week: number }[]>`
-    select m.workspace_id, m.customer_id, m.channel,
-      count(*) filter (where m.sent_at > ${new Date(now.getTime() - DAY_MS)})::int as day, count(*)::int as week
-    from messages m join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on m.workspace_id = u.w and m.customer_id = u.id
-    where m.sent_at > ${new Date(now.getTime() - 7 * DAY_MS)}
-    group by 1, 2, 3`;
   const context: Context = {
     customers: new Map(customers.map((c) => [k(c.workspace_id, c.id), c])),
     consents: new Map(consents.map((c) => [k(c.workspace_id, c.customer_id, c.channel), c.status])),
@@ -62,12 +71,6 @@ export async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config' 
     sentCounts: new Map(counts.map((c) => [k(c.workspace_id, c.customer_id, c.channel), [c.day, c.week]])),
   };
   // Compiled once per template version per batch.
-  const versions = [...new Map(batch.map((m) => [k(m.workspace_id, m.template_id, m.template_version), m])).values()];
-  const rows = await sql<{ workspace_id: string; template_id: string; version: number; content: Record<string, unknown>; channel: string }[]>`
-    select v.workspace_id, v.template_id, v.version, v.content, t.channel from template_versions v
-    join templates t on t.workspace_id = v.workspace_id and t.id = v.template_id
-    join unnest(${versions.map((m) => m.workspace_id)}::uuid[], ${versions.map((m) => m.template_id)}::uuid[], ${versions.map((m) => m.template_version)}::int[]) u(w, t, v)
-      on v.workspace_id = u.w and v.template_id = u.t and v.version = u.v`;
   for (const r of rows) {
     try {
       const { content, fields } = versionFields(r.channel as TemplateChannel, r.content);
