@@ -29,3 +29,10 @@ export function newId(): string {
   }
   return v7({ random, msecs: state.msecs, seq: state.seq });
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A UUID in its text form (any version): checked before an id from outside reaches a ::uuid cast. */
+export function isUuid(value: string): boolean {
+  return UUID.test(value);
+}

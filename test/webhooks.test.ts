@@ -141,6 +141,15 @@ t.test('across batches: statuses never go backwards, repeated events kept but as
   t.equal(history!.n, 1, 'the address went off the list once, with one history row');
 });
 
+t.test('a config id that only looks like a UUID (36 hyphens, 36 hex digits) is a 400, never a 500', async (t) => {
+  for (const id of ['-'.repeat(36), 'a'.repeat(36)]) {
+    for (const url of [`/webhooks/sendgrid/${id}`, `/webhooks/sms/${id}`]) {
+      const res = await app.inject({ method: 'POST', url, payload: '[]', headers: { 'content-type': 'application/json' } });
+      t.equal(res.statusCode, 400, `${url}: ${res.body}`);
+    }
+  }
+});
+
 t.test('events with malformed message ids or timestamps are ignored or dated now, never a 500', async (t) => {
   const s = await sentEmail('odd');
   const body = JSON.stringify([

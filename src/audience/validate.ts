@@ -1,6 +1,7 @@
 // Checks a filter tree node by node, so that each fault is named by its JSON pointer
 // ("/filter/all/1/op: unknown operator"), and collects the segments it refers to.
 import type { FieldError } from '../http/errors.ts';
+import { isUuid } from '../ids.ts';
 import {
   ACTION_TEMPLATE_KINDS, CONSENT_CHANNELS, CONSENT_STATUSES, COUNT_OPS, CUSTOM_PATH, PROPERTY_PATH, SOURCE_TYPES, TEXT_FIELDS, TIME_FIELDS, UNITS, VALUE_OPS,
   type Filter, type ValueOp,
@@ -8,7 +9,6 @@ import {
 
 export const MAX_DEPTH = 10;
 export const MAX_NODES = 200;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DATE_TIME = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$/;
 
 type Kind = 'text' | 'time' | 'json' | 'property';
@@ -47,7 +47,7 @@ export function checkFilter(filter: unknown, pointer = ''): Checked {
     oneOf(value.unit, `${at}/unit`, UNITS, 'unit');
   };
   const uuid = (value: unknown, at: string) => {
-    if (typeof value !== 'string' || !UUID.test(value)) fail(at, 'must be a UUID');
+    if (typeof value !== 'string' || !isUuid(value)) fail(at, 'must be a UUID');
   };
 
   const valueTest = (node: Record<string, unknown>, at: string, kind: Kind, extra: string[]) => {
@@ -143,7 +143,7 @@ export function checkFilter(filter: unknown, pointer = ''): Checked {
     segment(node, at) {
       only(node, at, ['type', 'segmentId']);
       uuid(node.segmentId, `${at}/segmentId`);
-      if (typeof node.segmentId === 'string' && UUID.test(node.segmentId)) out.segmentIds.add(node.segmentId.toLowerCase());
+      if (typeof node.segmentId === 'string' && isUuid(node.segmentId)) out.segmentIds.add(node.segmentId.toLowerCase());
     },
   };
 

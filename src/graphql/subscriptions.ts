@@ -8,6 +8,7 @@ import type { MercuriusContext } from 'mercurius';
 import { notFound } from '../http/errors.ts';
 import { timelineEntries, type TimelineKind } from '../modules/messages/timeline.ts';
 import type { GraphqlContext } from '../modules/customers/customers.graphql.ts';
+import { isUuid } from '../ids.ts';
 
 const topicOf = (workspaceId: string, customerId: string) => `timeline:${workspaceId}:${customerId}`;
 /** A watch lives this long unless refreshed; refreshed at half of it while someone subscribes. */
@@ -80,7 +81,7 @@ export class TimelineFeed {
 
   /** The subscription resolver: checks the customer is the caller's, then yields its new entries until the client leaves. */
   async *subscribe(ctx: GraphqlContext & Pick<MercuriusContext, 'pubsub'>, customerId: string): AsyncGenerator<unknown> {
-    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(customerId)) throw notFound('Customer');
+    if (!isUuid(customerId)) throw notFound('Customer');
     const [exists] = await this.#sql`select 1 from customers where workspace_id = ${ctx.workspaceId} and id = ${customerId}`;
     if (!exists) throw notFound('Customer');
     await this.#listen();

@@ -11,6 +11,7 @@ import { decodeCursor, encodeCursor } from '../../http/pagination.ts';
 import { timelines, type TimelineKind } from '../messages/timeline.ts';
 import type { Customer } from './customers.schemas.ts';
 import { fromSqlRow, type CustomerSqlRow } from './customers.service.ts';
+import { isUuid } from '../../ids.ts';
 
 export const customerSchema = /* GraphQL */ `
   scalar JSON
@@ -117,11 +118,10 @@ declare module 'mercurius' {
 }
 
 export const MAX_FIRST = 100;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** An ID argument that must be a Herald id (a UUID): anything else is a BAD_USER_INPUT. */
 export function uuidArg(id: unknown, name = 'id'): string {
-  if (typeof id !== 'string' || !UUID.test(id)) throw invalid(`${name} is not a UUID`);
+  if (typeof id !== 'string' || !isUuid(id)) throw invalid(`${name} is not a UUID`);
   return id;
 }
 

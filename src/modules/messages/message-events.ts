@@ -5,7 +5,7 @@
 // unsubscribes, complaints and hard bounces.
 import type { Sql, TransactionSql } from 'postgres';
 import { plainArray, textArray } from '../../db/arrays.ts';
-import { newId } from '../../ids.ts';
+import { newId, isUuid } from '../../ids.ts';
 import { STATUS_RANK } from './status.ts';
 
 /** Event kinds, and the message status and action template each one stands for. */
@@ -53,7 +53,6 @@ const rankOf = (expr: string) => `case ${expr} ${Object.entries(STATUS_RANK).map
 const SEPARATOR = String.fromCharCode(30);
 // Ids and kinds go unquoted into array literals: one with a comma or a brace would shift the
 // columns, so each is checked (a caller's bug, thrown).
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Stores the events and applies their effects, all in one statement: the events are stored
@@ -85,13 +84,13 @@ export async function applyMessageEvents(sql: Sql | TransactionSql, events: Mess
 
 async function applyToWorkspace(sql: Sql | TransactionSql, workspaceId: string, events: MessageEventInput[]): Promise<ApplyResult> {
   const n = events.length;
-  if (!UUID.test(workspaceId)) throw new TypeError(`applyMessageEvents: malformed workspace id ${JSON.stringify(workspaceId)}`);
+  if (!isUuid(workspaceId)) throw new TypeError(`applyMessageEvents: malformed workspace id ${JSON.stringify(workspaceId)}`);
   const ids = new Array<string>(n), messageIds = new Array<string>(n), kinds = new Array<string>(n), times = new Array<number>(n);
   const providerIds = new Array<string>(n), data = new Array<string>(n), unsubscribing: string[] = [];
   for (let i = 0; i < n; i++) {
     const e = events[i]!;
     const time = e.occurredAt.getTime();
-    if (!UUID.test(e.messageId) || !Object.hasOwn(EVENT_EFFECTS, e.kind) || !Number.isFinite(time)) throw new TypeError(`applyMessageEvents: malformed event ${JSON.stringify([e.messageId, e.kind, time])}`);
+    if (!isUuid(e.messageId) || !Object.hasOwn(EVENT_EFFECTS, e.kind) || !Number.isFinite(time)) throw new TypeError(`applyMessageEvents: malformed event ${JSON.stringify([e.messageId, e.kind, time])}`);
     ids[i] = newId();
     messageIds[i] = e.messageId;
     kinds[i] = e.kind;

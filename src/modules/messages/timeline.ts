@@ -7,8 +7,8 @@
 import type { Sql } from 'postgres';
 import { invalid } from '../../http/errors.ts';
 import { decodeCursor, encodeCursor } from '../../http/pagination.ts';
+import { isUuid } from '../../ids.ts';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export const TIMELINE_KINDS = ['event', 'message', 'action', 'flow'] as const;
 export type TimelineKind = (typeof TIMELINE_KINDS)[number];
@@ -119,7 +119,7 @@ export async function timelines(sql: Sql, workspaceId: string, customerIds: stri
   const out = new Map<string, TimelinePage>();
   if (!customerIds.length) return out;
   const after = decodeCursor(o.after, ['string', 'string']) as [string, string] | undefined;
-  if (after && (!UUID.test(after[1]) || Number.isNaN(Date.parse(after[0])))) throw invalid('The cursor is not one this API issued', [{ pointer: '/query/cursor', detail: 'is not a valid cursor' }]);
+  if (after && (!isUuid(after[1]) || Number.isNaN(Date.parse(after[0])))) throw invalid('The cursor is not one this API issued', [{ pointer: '/query/cursor', detail: 'is not a valid cursor' }]);
   const kinds = o.kinds?.length ? o.kinds : TIMELINE_KINDS;
   const one = customerIds.length === 1;
   const params: unknown[] = [workspaceId, one ? customerIds[0] : customerIds, o.first + 1];

@@ -1,6 +1,7 @@
 import { Type } from 'typebox';
 import type { Deps } from '../../deps.ts';
 import { problems } from '../../http/problem.ts';
+import { isUuid } from '../../ids.ts';
 import type { App } from '../../http/types.ts';
 import { receiveSendgridEvents, receiveSmsReceipt } from './webhooks.service.ts';
 
@@ -25,7 +26,7 @@ export async function webhookRoutes(app: App, deps: Deps) {
   const validatorCompiler = ({ httpPart }: { httpPart?: string }) =>
     httpPart === 'body'
       ? () => true
-      : (data: unknown) => (/^[0-9a-f-]{36}$/i.test(String((data as { channelConfigId?: unknown }).channelConfigId ?? '')) ? { value: data } : { error: new Error('channelConfigId must be a UUID') });
+      : (data: unknown) => (isUuid(String((data as { channelConfigId?: unknown }).channelConfigId ?? '')) ? { value: data } : { error: new Error('channelConfigId must be a UUID') });
 
   app.post('/webhooks/sendgrid/:channelConfigId', {
     config: { access: 'public' },

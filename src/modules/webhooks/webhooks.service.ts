@@ -6,6 +6,7 @@ import type { Deps } from '../../deps.ts';
 import { HeraldError, notFound } from '../../http/errors.ts';
 import { open } from '../../security/secrets.ts';
 import { applyMessageEvents, type ApplyResult, type MessageEventInput, type MessageEventKind } from '../messages/message-events.ts';
+import { isUuid } from '../../ids.ts';
 
 
 /** How far a signed timestamp may be from now: SendGrid signs each delivery attempt afresh. */
@@ -60,7 +61,6 @@ const SENDGRID_EVENTS: Record<string, MessageEventKind> = {
   dropped: 'failed', spamreport: 'complained', unsubscribe: 'unsubscribed', group_unsubscribe: 'unsubscribed',
 };
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_SECONDS = 253_402_300_800; // 10000-01-01
 const DATA_FIELDS = ['url', 'useragent', 'ip', 'reason', 'type', 'status', 'response', 'attempt'] as const;
 
@@ -87,7 +87,7 @@ export async function receiveSendgridEvents(
   for (const e of batch as Record<string, unknown>[]) {
     const kind = typeof e?.event === 'string' ? SENDGRID_EVENTS[e.event] : undefined;
     const messageId = e?.herald_message_id;
-    if (!kind || typeof messageId !== 'string' || !UUID.test(messageId) || typeof e.sg_event_id !== 'string') {
+    if (!kind || typeof messageId !== 'string' || !isUuid(messageId) || typeof e.sg_event_id !== 'string') {
       ignored++;
       continue;
     }
