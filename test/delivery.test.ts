@@ -83,10 +83,12 @@ t.test('SMS through Twilio, with its signed delivery receipt', async (t) => {
   await sendDueMessages(deps);
   t.equal(mock.messages.length, 1);
   const sent = mock.messages[0]!;
-  t.match(sent.params, { To: '+33612345678', From: '+15005550006', Body: 'Total 12', StatusCallback: new RegExp(`/webhooks/sms/${config}$`) });
+  t.match(sent.params, { To: '+33612345678', From: '+15005550006', Body: 'Total 12', StatusCallback: new RegExp(`/webhooks/sms/${config}\\?message=${id}$`) }, 'the status callback names the message');
   const sid = sent.message.sid as string;
   t.equal((await ws.call('GET', `/v1/messages/${id}`)).json().providerMessageId, sid);
-  const path = `/webhooks/sms/${config}`;
+  // Twilio calls the StatusCallback URL it was given, as it was given.
+  const callback = new URL(String(sent.params.StatusCallback));
+  const path = `${callback.pathname}${callback.search}`;
   const params = new URLSearchParams({ MessageSid: sid, MessageStatus: 'delivered', AccountSid: accountSid });
   const receipt = await app.inject({ method: 'POST', url: path, payload: params.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': twilioSignature('tw-secret', `${deps.config.publicUrl}${path}`, params) } });
   t.match(receipt.json(), { stored: 1 });

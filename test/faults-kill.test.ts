@@ -109,7 +109,7 @@ t.test('workers killed at random moments of a flow run and action runs with send
     const planned = PLAN[round]!;
     if (planned === 'send') {
       // Due ones: the claims of a killed worker that it had not started are due when their lease ends.
-      const [due] = await sql<{ n: number }[]>`select count(*)::int as n from messages where workspace_id = ${workspaceId} and status = 'queued' and next_attempt_at <= now()`;
+      const [due] = await sql<{ n: number }[]>`select count(*)::int as n from message_queue where workspace_id = ${workspaceId} and not sending and due_at <= now()`;
       if (due!.n < KEEP_QUEUED) await enter(KEEP_QUEUED - due!.n);
     }
     const w = await pool.start();

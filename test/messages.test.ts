@@ -169,9 +169,15 @@ t.test('retry rules: retry with backoff then dead-letter, never resend an unknow
   await sendDueMessages(deps);
   t.match(await statusOf(rejected!), { status: 'not_sent', reason: 'provider_rejected: invalid address' });
 
-  const [stuck] = await enqueue([message(s, c, newId())]);
-  await sql`update messages set status = 'sending', updated_at = ${new Date(herald.clock.now().getTime() - 10 * 60_000)} where id = ${stuck!}`;
-  t.equal(await recoverAbandoned(sql, herald.clock.now()), 1);
+  // As a worker that died mid-call leaves them: marked 'sending', the mark's lease running out.
+  const [stuck, busy] = await enqueue([message(s, c, newId()), message(s, c, newId())]);
+  const now = herald.clock.now().getTime();
+  await sql`update messages set status = 'sending' where id in ${sql([stuck!, busy!])}`;
+  await sql`update message_queue set sending = true, due_at = ${new Date(now - 60_000)} where message_id = ${stuck!}`;
+  await sql`update message_queue set sending = true, due_at = ${new Date(now + 60_000)} where message_id = ${busy!}`;
+  t.equal(await recoverAbandoned(sql, herald.clock.now()), 1, 'only the mark whose lease has passed');
+  t.match(await statusOf(busy!), { status: 'sending' }, 'a call still within its lease is left alone');
+  t.equal(await sendDueMessages(deps), 0, 'neither is claimed again');
   t.match(await statusOf(stuck!), { status: 'unknown', reason: /worker stopped/ }, 'a message abandoned mid-send is marked unknown, not resent');
 });
 

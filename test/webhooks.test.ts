@@ -205,7 +205,7 @@ t.test('spam reports, hard bounces and unsubscribes take the address off the lis
   }
 });
 
-t.test('SMS delivery receipts: Twilio-signed, mapped to the message by its provider id', async (t) => {
+t.test('SMS delivery receipts: Twilio-signed, mapped to the message named by the callback URL and its provider id', async (t) => {
   const ws = await workspaceWithKey(app);
   const accountSid = `AC${'1'.repeat(32)}`;
   const config = (await ws.call('POST', '/v1/channel-configs', { name: 'sms', provider: 'twilio', settings: { accountSid, from: '+15005550006' }, secrets: { authToken: 'tw-token' } })).json().id;
@@ -216,10 +216,23 @@ t.test('SMS delivery receipts: Twilio-signed, mapped to the message by its provi
   deps.providers.twilio = fixed('SM0123');
   await sendDueMessages(deps);
   deps.providers.twilio = previous!;
-  const path = `/webhooks/sms/${config}`;
+  const path = `/webhooks/sms/${config}?message=${id}`;
   const url = `${deps.config.publicUrl}${path}`;
   const params = new URLSearchParams({ MessageSid: 'SM0123', MessageStatus: 'delivered', AccountSid: accountSid, To: '+33612345678' });
-  const send = (p: URLSearchParams, signature: string) => app.inject({ method: 'POST', url: path, payload: p.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature } });
+  const send = (p: URLSearchParams, signature: string, at = path) => app.inject({ method: 'POST', url: at, payload: p.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature } });
+  // The message's id in the URL and its provider id in the body must both match; the URL is signed.
+  const early = new URLSearchParams({ ...Object.fromEntries(params), MessageStatus: 'failed' });
+  const elsewhere = async (query: string) => {
+    const at = `/webhooks/sms/${config}${query}`;
+    return (await send(early, twilioSignature('tw-token', `${deps.config.publicUrl}${at}`, early), at));
+  };
+  for (const query of ['', `?message=${newId()}`, '?message=not-a-uuid', '?message=']) {
+    const res = await elsewhere(query);
+    t.equal(res.statusCode, 200, `callback URL "${query}"`);
+    t.match(res.json(), { stored: 0, unknownMessages: 1 }, `callback URL "${query}": counted as an unknown message`);
+  }
+  t.equal((await send(early, twilioSignature('tw-token', `${deps.config.publicUrl}/webhooks/sms/${config}`, early))).statusCode, 401, 'a message id added to a URL signed without it');
+  t.equal((await ws.call('GET', `/v1/messages/${id}`)).json().status, 'sent', 'none of them touched the message');
   const ok = await send(params, twilioSignature('tw-token', url, params));
   t.equal(ok.statusCode, 200);
   t.match(ok.json(), { stored: 1 });

@@ -56,8 +56,10 @@ export const channelConfigs = pgTable(
 );
 
 /**
- * The outbox: one row per message, written in the same transaction as the decision to send.
- * The unique key on (source, customer, step, entry) makes a retried decision harmless.
+ * The outbox: one row per message, written in the same transaction as the decision to send
+ * (with its message_queue row). The unique key on (source, customer, step, entry) makes a retried
+ * decision harmless. No index depends on a column a send or a delivery status changes, and
+ * pages keep room (fillfactor 80, migration 0011), so those updates are HOT.
  */
 export const messages = pgTable(
   'messages',
@@ -81,8 +83,10 @@ export const messages = pgTable(
     event: jsonb().$type<Record<string, unknown> | null>(),
     /** Compressed with lz4 where the server has it (migration 0010). */
     rendered: jsonb().$type<Record<string, unknown> | null>(),
+    /** Not indexed: a receipt names the message (an SMS status callback carries ?message=). */
     providerMessageId: text(),
     attempts: integer().notNull().default(0),
+    /** As its last outcome set it (a retry, a deferral); what the workers go by is message_queue.due_at. */
     nextAttemptAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
     createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
     sentAt: timestamp({ withTimezone: true }),
@@ -91,12 +95,33 @@ export const messages = pgTable(
   (t) => [
     primaryKey({ columns: [t.workspaceId, t.id] }),
     uniqueIndex('messages_once_idx').on(t.workspaceId, t.sourceType, t.sourceId, t.customerId, t.stepId, t.entryId),
-    // The send workers' queue: due rows of every workspace, oldest first.
-    index('messages_due_idx').on(t.nextAttemptAt).where(sql`${t.status} = 'queued'`),
     index('messages_customer_idx').on(t.workspaceId, t.customerId, t.createdAt),
-    index('messages_provider_idx').on(t.workspaceId, t.providerMessageId).where(sql`${t.providerMessageId} is not null`),
     // Deleting a customer deletes what was sent to them (and, through messages, what they did with it).
     foreignKey({ name: 'messages_customer_fk', columns: [t.workspaceId, t.customerId], foreignColumns: [customers.workspaceId, customers.id] }).onDelete('cascade'),
+  ],
+);
+
+/**
+ * The send workers' queue, apart from the wide messages rows: one narrow row per message that is
+ * queued or being sent. A claim moves its rows' due_at to the claim's lease (its fence); a
+ * started call sets sending and due_at to the end of SENDING_LEASE_MS (then its outcome is
+ * unknown); an outcome deletes the row, or moves due_at to the next attempt. Leases and marks
+ * churn here, so no index of messages depends on its status or next attempt and its later updates
+ * (the 'sending' mark, delivery statuses) stay HOT (migration 0011).
+ */
+export const messageQueue = pgTable(
+  'message_queue',
+  {
+    workspaceId: uuid().notNull(),
+    messageId: uuid().notNull(),
+    dueAt: timestamp({ withTimezone: true }).notNull(),
+    sending: boolean().notNull().default(false),
+  },
+  (t) => [
+    primaryKey({ columns: [t.workspaceId, t.messageId] }),
+    // Due rows of every workspace, oldest first (claims, abandoned calls, the next retry's wake-up).
+    index('message_queue_due_idx').on(t.dueAt),
+    foreignKey({ name: 'message_queue_message_fk', columns: [t.workspaceId, t.messageId], foreignColumns: [messages.workspaceId, messages.id] }).onDelete('cascade'),
   ],
 );
 

@@ -114,7 +114,8 @@ export async function executeRun(deps: D, workspaceId: string, runId: string): P
              $${n + 1}::timestamptz, $${n + 1}::timestamptz, $${n + 1}::timestamptz
            from m
            on conflict (workspace_id, source_type, source_id, customer_id, step_id, entry_id) do nothing
-           returning 1)
+           returning workspace_id, id),
+         q as (insert into message_queue (workspace_id, message_id, due_at) select workspace_id, id, $${n + 1}::timestamptz from ins)
          select (select count(*) from m)::int as matched, (select count(*) from ins)::int as queued`,
         [...compiled.params, now.toISOString(), action.channel, action.channel_config_id, action.template_id, template!.current_version, run.action_id, many ? runId : '', runId] as never[],
       );

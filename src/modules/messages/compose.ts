@@ -43,6 +43,8 @@ interface ComposeInput {
   urls: TrackingUrls;
   publicUrl: string;
   channelConfigId: string;
+  /** The message's id, for an SMS status callback to name it (a test send has none). */
+  messageId?: string | undefined;
   defaultSender?: { email: string; name?: string } | undefined;
   /** The html as the pieces of its layout (render's `parts`), for tracking planned once per layout. */
   htmlPieces?: { layout: FieldLayout; pieces: string[] } | undefined;
@@ -77,7 +79,7 @@ export function composePayload(input: ComposeInput): { payload: Payload; rendere
     case 'sms': {
       const text = v.text ?? '';
       if (!text.trim()) return { error: 'render_error: the text is empty' };
-      return { payload: { kind: 'sms', to: input.address, text, statusCallbackUrl: `${input.publicUrl}/webhooks/sms/${input.channelConfigId}` }, rendered: { text } };
+      return { payload: { kind: 'sms', to: input.address, text, statusCallbackUrl: `${input.publicUrl}/webhooks/sms/${input.channelConfigId}${input.messageId ? `?message=${input.messageId}` : ''}` }, rendered: { text } };
     }
     case 'web_push':
     case 'mobile_push': {

@@ -1,8 +1,9 @@
 // The send pipeline's writes between a claim and its outcomes. A claimed message stays 'queued'
-// under its claim's lease; it turns 'sending' (its attempt counted) right before its provider
-// call, and its outcome is written as soon as it is known: a worker that dies leaves 'sending'
-// only the calls it had in flight. Every write matches the claim's lease (its fence), so a claim
-// that ran out and was taken by another worker is never acted on twice.
+// under its claim's lease (its message_queue row's due_at); it turns 'sending' (its attempt
+// counted, its queue row marked) right before its provider call, and its outcome is written as
+// soon as it is known: a worker that dies leaves 'sending' only the calls it had in flight. Every
+// write matches the claim's lease (its fence), so a claim that ran out and was taken by another
+// worker is never acted on twice.
 import type { Sql } from 'postgres';
 import { plainArray } from '../../db/arrays.ts';
 import { isDatabaseDown, retryWhileDown } from '../../db/errors.ts';
@@ -157,8 +158,32 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
     return kind ? [{ workspace_id: m.workspace_id, id: newId(), message_id: m.id, customer_id: m.customer_id, source_type: m.source_type, source_id: m.source_id, kind, touchpoint: { channel: m.channel, ...(r.reason ? { reason: r.reason } : {}) } }] : [];
   });
   const gone = results.flatMap((r) => (r.goneSubscription ? [[r.message.workspace_id, r.goneSubscription] as const] : []));
+  const sendingUntil = new Date(now.getTime() + SENDING_LEASE_MS);
   const rowsStarted = await sql<{ id: string }[]>`
-    with written as (
+    with r as materialized (
+      -- jsonb, parsed once: from json, each rendered content was lexed, then parsed again as jsonb
+      -- (a fifth of the statement's time in PostgreSQL, for 8 KB emails).
+      select r.* from ${outcomeRows(sql, rows)} cross join lateral jsonb_to_record(v.j::jsonb)
+        as r(workspace_id uuid, id uuid, status text, reason text, to_address text, rendered jsonb, provider_message_id text, next_attempt_at timestamptz, sent_at timestamptz, started boolean, lease timestamptz)
+    ), dequeued as (
+      -- An outcome ends its queue row, or moves it to the next attempt (below). One never started
+      -- is still this claim's only while its lease holds (the claim's fence); a started one is.
+      delete from message_queue q using r
+      where q.workspace_id = r.workspace_id and q.message_id = r.id and r.status <> 'queued'
+        and (r.started or (not q.sending and q.due_at = r.lease))
+      returning q.workspace_id, q.message_id
+    ), deferred as (
+      update message_queue q set due_at = r.next_attempt_at
+      from r
+      where q.workspace_id = r.workspace_id and q.message_id = r.id and r.status = 'queued' and not r.started
+        and not q.sending and q.due_at = r.lease
+      returning q.workspace_id, q.message_id
+    ), retried as (
+      -- A started call to be tried again; its row is put back if a lease sweep took it meanwhile.
+      insert into message_queue (workspace_id, message_id, due_at)
+      select r.workspace_id, r.id, r.next_attempt_at from r where r.status = 'queued' and r.started
+      on conflict (workspace_id, message_id) do update set due_at = excluded.due_at, sending = false
+    ), written as (
       update messages m set
         -- A delivery webhook can overtake this write, and a lease sweep can have called the
         -- outcome unknown: only those two states give way to what the worker learned (and
@@ -168,13 +193,11 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
         to_address = coalesce(r.to_address, m.to_address), rendered = coalesce(r.rendered, m.rendered),
         provider_message_id = coalesce(r.provider_message_id, m.provider_message_id), next_attempt_at = coalesce(r.next_attempt_at, m.next_attempt_at),
         sent_at = coalesce(r.sent_at, m.sent_at), updated_at = ${now}
-      -- jsonb, parsed once: from json, each rendered content was lexed, then parsed again as jsonb
-      -- (a fifth of the statement's time in PostgreSQL, for 8 KB emails).
-      from ${outcomeRows(sql, rows)} cross join lateral jsonb_to_record(v.j::jsonb)
-        as r(workspace_id uuid, id uuid, status text, reason text, to_address text, rendered jsonb, provider_message_id text, next_attempt_at timestamptz, sent_at timestamptz, started boolean, lease timestamptz)
+      from r
       where m.workspace_id = r.workspace_id and m.id = r.id
-        -- One never started is still this claim's only while its lease holds (the claim's fence).
-        and (r.started or (m.status = 'queued' and m.next_attempt_at = r.lease))
+        and (r.started
+          or exists (select from dequeued d where d.workspace_id = r.workspace_id and d.message_id = r.id)
+          or exists (select from deferred d where d.workspace_id = r.workspace_id and d.message_id = r.id))
       returning m.workspace_id, m.id
     ), assigned as (
       insert into customer_actions (workspace_id, id, action_template_id, customer_id, message_id, occurred_at, touchpoint)
@@ -183,20 +206,22 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
         as a(workspace_id uuid, id uuid, message_id uuid, customer_id uuid, source_type text, source_id text, kind text, touchpoint jsonb)
       join written w on w.workspace_id = a.workspace_id and w.id = a.message_id
       join action_templates t on t.workspace_id = a.workspace_id and t.source_type = a.source_type and t.source_id = a.source_id and t.kind = a.kind
-      on conflict (workspace_id, action_template_id, message_id) do nothing
+      on conflict (workspace_id, message_id, action_template_id) do nothing
     ), gone as (
       delete from push_subscriptions s using unnest(${plainArray(gone.map((g) => g[0]))}::uuid[], ${plainArray(gone.map((g) => g[1]))}::uuid[]) u(w, id)
       where s.workspace_id = u.w and s.id = u.id
+    ), marked as (
+      -- The starts: still queued under this claim's lease (its fence), marked as being sent until
+      -- SENDING_LEASE_MS from now (then recoverAbandoned calls the outcome unknown).
+      update message_queue q set sending = true, due_at = ${sendingUntil}
+      from unnest(${plainArray(starts.map((m) => m.workspace_id))}::uuid[], ${plainArray(starts.map((m) => m.id))}::uuid[],
+        ${plainArray(starts.map((m) => m.lease.toISOString()))}::timestamptz[]) as u(w, id, lease)
+      where q.workspace_id = u.w and q.message_id = u.id and not q.sending and q.due_at = u.lease
+      returning q.workspace_id, q.message_id
     )
     update messages m set status = 'sending', attempts = m.attempts + 1, updated_at = ${now}
-    from unnest(${plainArray(starts.map((m) => m.workspace_id))}::uuid[], ${plainArray(starts.map((m) => m.id))}::uuid[],
-      ${plainArray(starts.map((m) => m.lease.toISOString()))}::timestamptz[]) as u(w, id, lease)
-    -- "Still queued under this claim's lease" as a CASE, so that the planner cannot take it for the
-    -- partial due index's predicate (status = 'queued'): with statistics taken while few messages
-    -- were queued, it hash-joined these ids against a scan of the whole due index (estimated one
-    -- row, 250,000 in fact, spilled to disk): 300 ms a write and a send stall with two workers
-    -- (bench:scale). By primary key, the cost does not depend on how many messages are queued.
-    where m.workspace_id = u.w and m.id = u.id and case when m.status = 'queued' then m.next_attempt_at = u.lease else false end
+    from marked k
+    where m.workspace_id = k.workspace_id and m.id = k.message_id
     returning m.id`;
   return new Set(rowsStarted.map((r) => r.id));
 }
@@ -207,8 +232,7 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
  */
 export async function releaseClaims(sql: Sql, claimed: ClaimedMessage[], lease: Date, now: Date): Promise<void> {
   await sql`
-    update messages m set next_attempt_at = ${now}, updated_at = ${now}
+    update message_queue q set due_at = ${now}
     from unnest(${claimed.map((m) => m.workspace_id)}::uuid[], ${claimed.map((m) => m.id)}::uuid[]) as u(w, id)
-    -- A CASE, not "status = 'queued' and": by primary key whatever the statistics (see recordAndStart).
-    where m.workspace_id = u.w and m.id = u.id and case when m.status = 'queued' then m.next_attempt_at = ${lease} else false end`;
+    where q.workspace_id = u.w and q.message_id = u.id and not q.sending and q.due_at = ${lease}`;
 }

@@ -91,7 +91,7 @@ export async function sendOne(deps: Pick<Deps, 'config' | 'providers' | 'clock'>
   }
   const composed = composePayload({
     channel: m.channel as TemplateChannel, content: template.content, values, settings: config.settings, defaultSender: rules.defaultSender,
-    address, subscription: subscription ?? null, urls, publicUrl: deps.config.publicUrl, channelConfigId: config.id,
+    address, subscription: subscription ?? null, urls, publicUrl: deps.config.publicUrl, channelConfigId: config.id, messageId: m.id,
     htmlPieces: htmlPieces(template.compiled, parts),
   });
   if ('error' in composed) return notSent(composed.error);

@@ -17,8 +17,8 @@ export { SENDING_LEASE_MS, type ClaimedMessage } from './send.ledger.ts';
 export { MAX_ATTEMPTS, RENDER_RETRY_MS } from './send.one.ts';
 
 /**
- * A claimed message stays 'queued', out of other workers' reach until its lease ends; it turns
- * 'sending' only right before its provider call. So a worker that dies leaves 'sending' (unknown,
+ * A claimed message stays 'queued', out of other workers' reach until its lease ends (its queue
+ * row's due_at); it turns 'sending' only right before its provider call. So a worker that dies leaves 'sending' (unknown,
  * after SENDING_LEASE_MS) only the calls it had in flight, and the rest of its batch is due again
  * when the lease ends.
  */
@@ -62,17 +62,21 @@ async function claimBatch(deps: SendDeps, limit: number): Promise<Batch | null> 
   // The locking select runs once, as a materialized CTE: as a subquery of the UPDATE, a row
   // changed concurrently made PostgreSQL re-run it (EvalPlanQual) over and over, and with three
   // workers claims spun for minutes with every ledger write queued behind them (bench:scale).
+  // The lease is written to the narrow queue row; the message row is only read.
   const claimed = await sql<ClaimedMessage[]>`
     with due as materialized (
-      select workspace_id, id from messages
-      where status = 'queued' and next_attempt_at <= ${now}
-      order by next_attempt_at limit ${limit}
+      select workspace_id, message_id from message_queue
+      where due_at <= ${now} and not sending
+      order by due_at limit ${limit}
       for update skip locked
+    ), leased as (
+      update message_queue q set due_at = ${lease}
+      from due
+      where q.workspace_id = due.workspace_id and q.message_id = due.message_id
+      returning q.workspace_id, q.message_id
     )
-    update messages m set next_attempt_at = ${lease}, updated_at = ${now}
-    from due
-    where m.workspace_id = due.workspace_id and m.id = due.id
-    returning m.workspace_id, m.id, m.customer_id, m.channel, m.channel_config_id, m.template_id, m.template_version, m.source_type, m.source_id, m.event, m.attempts, m.reason, ${lease}::timestamptz as lease`;
+    select m.workspace_id, m.id, m.customer_id, m.channel, m.channel_config_id, m.template_id, m.template_version, m.source_type, m.source_id, m.event, m.attempts, m.reason, ${lease}::timestamptz as lease
+    from leased l join messages m on m.workspace_id = l.workspace_id and m.id = l.message_id`;
   if (claimed.length === 0) return null;
   try {
     const context = await loadContext(deps, claimed);
@@ -149,11 +153,17 @@ async function sendBatches(deps: SendDeps, limit: number, budget: { batches: num
   return claimed;
 }
 
-/** Messages left in 'sending' by a worker that died: the request may have left, so never resend them blindly. */
+/**
+ * Messages left in 'sending' by a worker that died (their mark's lease, SENDING_LEASE_MS, has
+ * passed): the request may have left, so never resend them blindly; their outcome is unknown.
+ */
 export async function recoverAbandoned(sql: Sql, now: Date): Promise<number> {
   const rows = await sql`
-    update messages set status = 'unknown', reason = 'the worker stopped while sending: the provider may or may not have it', updated_at = ${now}
-    where status = 'sending' and updated_at < ${new Date(now.getTime() - SENDING_LEASE_MS)}
+    with swept as (
+      delete from message_queue where due_at < ${now} and sending returning workspace_id, message_id
+    )
+    update messages m set status = 'unknown', reason = 'the worker stopped while sending: the provider may or may not have it', updated_at = ${now}
+    from swept s where m.workspace_id = s.workspace_id and m.id = s.message_id and m.status = 'sending'
     returning 1`;
   return rows.length;
 }
@@ -194,7 +204,7 @@ export const sendJob: JobDefinition = {
 export async function wakeForNextRetry(deps: Pick<Deps, 'database' | 'boss' | 'clock'>): Promise<Date | null> {
   const now = deps.clock.now();
   const [row] = await deps.database.sql<{ at: Date | null }[]>`
-    select min(next_attempt_at) as at from messages where status = 'queued' and next_attempt_at > ${now}`;
+    select min(due_at) as at from message_queue where due_at > ${now} and not sending`;
   const at = row?.at ?? null;
   if (!at || at.getTime() - now.getTime() > 60_000) return null;
   await deps.boss.send(SEND_QUEUE, {}, { startAfter: at, singletonKey: 'next-retry', singletonSeconds: 5 });

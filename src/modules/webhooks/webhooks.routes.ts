@@ -15,6 +15,9 @@ const Receipt = Type.Object(
   },
   { $id: 'WebhookReceipt', additionalProperties: false },
 );
+const SmsCallbackQuery = Type.Object(
+  { message: Type.Optional(Type.String({ format: 'uuid', description: 'The Herald message the callback is for (Herald puts it in the StatusCallback URL it gives Twilio)' })) },
+);
 const tags = ['provider webhooks'];
 
 export async function webhookRoutes(app: App, deps: Deps) {
@@ -24,7 +27,7 @@ export async function webhookRoutes(app: App, deps: Deps) {
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => done(null, body));
   // Bodies are checked by the service after the signature; the path id is checked here.
   const validatorCompiler = ({ httpPart }: { httpPart?: string }) =>
-    httpPart === 'body'
+    httpPart === 'body' || httpPart === 'querystring'
       ? () => true
       : (data: unknown) => (isUuid(String((data as { channelConfigId?: unknown }).channelConfigId ?? '')) ? { value: data } : { error: new Error('channelConfigId must be a UUID') });
 
@@ -51,6 +54,8 @@ export async function webhookRoutes(app: App, deps: Deps) {
     schema: {
       operationId: 'smsStatusWebhook', tags, summary: 'SMS delivery receipts (Twilio status callbacks, signed with X-Twilio-Signature)',
       params: ChannelConfigParams,
+      // Checked by the service too (it is covered by the signature): anything but a message id is an unknown message.
+      querystring: SmsCallbackQuery,
       body: { content: { 'application/x-www-form-urlencoded': { schema: { type: 'string', description: 'MessageSid, MessageStatus, AccountSid, ErrorCode...' } } } },
       response: { 200: Type.Unsafe(Type.Ref('WebhookReceipt')), ...problems(401, 404) },
     },

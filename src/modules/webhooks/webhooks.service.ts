@@ -129,8 +129,11 @@ export async function receiveSmsReceipt(
   const status = params.get('MessageStatus') ?? '';
   const kind = TWILIO_STATUSES[status];
   if (!sid || !kind || params.get('AccountSid') !== config.settings.accountSid) return { stored: 0, duplicates: 0, unknownMessages: 0, ignored: 1 };
-  const [message] = await deps.database.sql<{ id: string }[]>`
-    select id from messages where workspace_id = ${config.workspace_id} and provider_message_id = ${sid}`;
+  // The callback's URL names the message (?message=, signed with the rest of the URL); its
+  // provider id must match too. Callbacks without it (messages sent before migration 0011) count as unknown.
+  const messageId = new URL(url).searchParams.get('message');
+  const [message] = messageId && isUuid(messageId) ? await deps.database.sql<{ id: string }[]>`
+    select id from messages where workspace_id = ${config.workspace_id} and id = ${messageId} and provider_message_id = ${sid}` : [];
   if (!message) return { stored: 0, duplicates: 0, unknownMessages: 1, ignored: 0 };
   const errorCode = params.get('ErrorCode');
   const result = await applyMessageEvents(deps.database.sql, [{
