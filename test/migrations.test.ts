@@ -1,0 +1,81 @@
+// Migrations that move existing rows, run on a database holding rows from before them: the
+// migrations up to the one before are applied from a copy of the folder whose journal stops
+// there, rows are written the way that schema had them, then Herald's own runMigrations applies
+// the rest.
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import postgres from 'postgres';
+import { drizzle } from 'drizzle-orm/postgres-js';
+import { migrate } from 'drizzle-orm/postgres-js/migrator';
+import { MIGRATIONS_FOLDER, runMigrations } from '../src/db/migrate.ts';
+import { newId } from '../src/ids.ts';
+import { createTestDatabase } from './helpers/db.ts';
+
+/** Applies the migrations before `tag` only. */
+async function migrateBefore(url: string, tag: string): Promise<void> {
+  const folder = mkdtempSync(join(tmpdir(), 'herald-migrations-'));
+  try {
+    cpSync(MIGRATIONS_FOLDER, folder, { recursive: true });
+    const journalPath = join(folder, 'meta', '_journal.json');
+    const journal = JSON.parse(readFileSync(journalPath, 'utf8')) as { entries: { tag: string }[] };
+    const at = journal.entries.findIndex((e) => e.tag === tag);
+    if (at < 0) throw new Error(`no migration ${tag}`);
+    journal.entries = journal.entries.slice(0, at);
+    writeFileSync(journalPath, JSON.stringify(journal));
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
+    try {
+      await migrate(drizzle(sql), { migrationsFolder: folder });
+    } finally {
+      await sql.end();
+    }
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+}
+
+t.test('0011 message_queue: queued and sending messages get their queue rows, the others none', async (t) => {
+  const db = await createTestDatabase();
+  t.teardown(db.drop);
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  t.teardown(() => sql.end());
+  await sql`drop schema public cascade; drop schema if exists drizzle cascade; create schema public`.simple();
+  await migrateBefore(db.url, '0011_message_queue');
+
+  const ws = newId();
+  const customer = newId();
+  await sql`insert into workspaces (id, name) values (${ws}, 'before 0011')`;
+  await sql`insert into customers (workspace_id, id, external_id, email) values (${ws}, ${customer}, 'c', 'c@example.com')`;
+  const due = new Date('2026-11-20T10:00:00Z');
+  const lease = new Date('2026-11-20T10:00:20Z');
+  const marked = new Date('2026-11-20T09:59:00Z');
+  const rows = [
+    { id: newId(), status: 'queued', next: due, updated: due },
+    // Claimed: its due time is the claim's lease.
+    { id: newId(), status: 'queued', next: lease, updated: due },
+    { id: newId(), status: 'sending', next: due, updated: marked },
+    { id: newId(), status: 'sent', next: due, updated: due },
+    { id: newId(), status: 'unknown', next: due, updated: due },
+  ];
+  for (const [i, r] of rows.entries()) {
+    await sql`
+      insert into messages (workspace_id, id, customer_id, channel, channel_config_id, template_id, template_version, source_type, source_id, step_id, status, next_attempt_at, updated_at)
+      values (${ws}, ${r.id}, ${customer}, 'email', ${newId()}, ${newId()}, 1, 'action', 'a', ${String(i)}, ${r.status}, ${r.next}, ${r.updated})`;
+  }
+
+  await runMigrations(db.url);
+  const queue = await sql<{ message_id: string; due_at: Date; sending: boolean }[]>`select message_id, due_at, sending from message_queue where workspace_id = ${ws}`;
+  const byId = new Map(queue.map((q) => [q.message_id, q]));
+  t.equal(queue.length, 3, 'one row per message queued or being sent');
+  t.same(byId.get(rows[0]!.id), { message_id: rows[0]!.id, due_at: due, sending: false }, 'queued: due when it was');
+  t.same(byId.get(rows[1]!.id), { message_id: rows[1]!.id, due_at: lease, sending: false }, 'claimed: due when its lease ends');
+  t.same(byId.get(rows[2]!.id), { message_id: rows[2]!.id, due_at: new Date(marked.getTime() + 5 * 60_000), sending: true }, 'sending: its mark lasts five minutes from the mark');
+  t.notOk(byId.has(rows[3]!.id) || byId.has(rows[4]!.id), 'sent and unknown messages are not queued');
+  const indexes = (await sql<{ indexname: string }[]>`select indexname from pg_indexes where tablename = 'messages'`).map((r) => r.indexname).sort();
+  t.same(indexes, ['messages_customer_idx', 'messages_once_idx', 'messages_workspace_id_id_pk'], 'no index of messages depends on what a send changes');
+  const [options] = await sql<{ reloptions: string[] }[]>`select reloptions from pg_class where relname = 'messages'`;
+  t.same(options!.reloptions, ['fillfactor=80']);
+  await sql`delete from customers where workspace_id = ${ws}`;
+  t.equal((await sql`select 1 from message_queue where workspace_id = ${ws}`).length, 0, 'a customer deleted takes its queue rows with its messages');
+});
