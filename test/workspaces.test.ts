@@ -1,5 +1,5 @@
 import t from 'tap';
-import { caller, ROOT_TOKEN, startHerald, workspaceWithKey } from './helpers/app.ts';
+import { caller, eventually, ROOT_TOKEN, startHerald, workspaceWithKey } from './helpers/app.ts';
 
 const herald = await startHerald(t);
 const { app } = herald;
@@ -78,4 +78,22 @@ t.test('bad workspace input', async (t) => {
   t.equal(badScope.statusCode, 400);
   t.match(badScope.json().errors, [{ pointer: '/scopes/0' }]);
   t.equal((await root('GET', '/v1/workspaces/not-a-uuid')).statusCode, 400);
+});
+
+t.test('a revocation this process did not hear (its LISTEN connection was down) is honoured once it listens again', async (t) => {
+  const { workspaceId, keyId, call } = await workspaceWithKey(app);
+  t.equal((await call('GET', '/v1/customers')).statusCode, 200, 'cached');
+  const sql = herald.runtime.deps.database.sql;
+  const listener = () => sql<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database() and query ilike 'listen %herald_api_key_revoked%'`;
+  const [before] = await listener();
+  t.ok(before, 'the listening connection');
+  // Revoked by another process while this one is not listening: no NOTIFY reaches it.
+  await sql`select pg_terminate_backend(${before!.pid})`;
+  await sql`update api_keys set revoked_at = now() where workspace_id = ${workspaceId} and id = ${keyId}`;
+  const [after] = await eventually(async () => {
+    const rows = await listener();
+    return rows.length && rows[0]!.pid !== before!.pid ? rows : undefined;
+  });
+  t.not(after!.pid, before!.pid, 'listening again on a new connection');
+  t.equal((await call('GET', '/v1/customers')).statusCode, 401, 'the cache went with the connection: the key is looked up again');
 });

@@ -25,6 +25,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Drops a key from this process's cache (other processes hear it through NOTIFY). */
     forgetApiKey(keyId: string): void;
+    /** Drops every cached key: revocations may have been missed (the listener was reconnecting). */
+    forgetApiKeys(): void;
   }
   interface FastifyContextConfig {
     access?: Access;
@@ -51,6 +53,7 @@ export const authPlugin = fp(
       for (const [hash, entry] of cache) if (entry.keyId === keyId) cache.delete(hash);
     };
     app.decorate('forgetApiKey', forget);
+    app.decorate('forgetApiKeys', () => cache.clear());
 
     async function resolve(token: string): Promise<Principal | null> {
       const digest = createHash('sha256').update(token).digest();

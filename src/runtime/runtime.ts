@@ -58,7 +58,9 @@ export async function startRuntime(config: Config, options: RuntimeOptions = {})
     queueReady = true;
     await registerJobs(boss, deps, config.role, jobs);
     const app = await buildApp({ deps, rootToken: secrets.rootToken, queueReady: () => queueReady, logger: options.logger ?? true });
-    const revocations = await database.sql.listen(KEY_REVOKED_CHANNEL, (keyId) => app.forgetApiKey(keyId));
+    // Each time the LISTEN is made again (after its connection dropped), the cache is dropped as a
+    // whole: a revocation broadcast meanwhile was not heard, and the 30 s cache would keep it valid.
+    const revocations = await database.sql.listen(KEY_REVOKED_CHANNEL, (keyId) => app.forgetApiKey(keyId), () => app.forgetApiKeys());
     const db = database;
     let closing: Promise<void> | undefined;
     const close = () =>
