@@ -9,8 +9,10 @@ import t from 'tap';
 import postgres from 'postgres';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
+import { createDatabase } from '../src/db/client.ts';
 import { MIGRATIONS_FOLDER, runMigrations } from '../src/db/migrate.ts';
 import { newId } from '../src/ids.ts';
+import { assignActions } from '../src/modules/messages/action-templates.ts';
 import { createTestDatabase } from './helpers/db.ts';
 
 /** Applies the migrations before `tag` only. */
@@ -78,4 +80,51 @@ t.test('0011 message_queue: queued and sending messages get their queue rows, th
   t.same(options!.reloptions, ['fillfactor=80']);
   await sql`delete from customers where workspace_id = ${ws}`;
   t.equal((await sql`select 1 from message_queue where workspace_id = ${ws}`).length, 0, 'a customer deleted takes its queue rows with its messages');
+});
+
+t.test('0012: customer_actions without a foreign key still never outlive their message, nor name one that is not there', async (t) => {
+  const db = await createTestDatabase();
+  t.teardown(db.drop);
+  // Herald's own client (JSON goes as text, as assignActions expects).
+  const database = createDatabase(db.url, { max: 2 });
+  t.teardown(() => database.close());
+  const sql = database.sql;
+  const ws = newId();
+  const [kept, gone] = [newId(), newId()];
+  await sql`insert into workspaces (id, name) values (${ws}, 'after 0012')`;
+  await sql`insert into customers (workspace_id, id, external_id) values (${ws}, ${kept}, 'kept'), (${ws}, ${gone}, 'gone')`;
+  const messageOf = new Map<string, string>();
+  for (const customer of [kept, gone]) {
+    const id = newId();
+    messageOf.set(customer, id);
+    await sql`
+      insert into messages (workspace_id, id, customer_id, channel, channel_config_id, template_id, template_version, source_type, source_id, status)
+      values (${ws}, ${id}, ${customer}, 'email', ${newId()}, ${newId()}, 1, 'action', 'a', 'sent')`;
+  }
+  await sql`insert into action_templates (workspace_id, id, source_type, source_id, kind, channel) values (${ws}, ${newId()}, 'action', 'a', 'sent', 'email'), (${ws}, ${newId()}, 'action', 'a', 'opened', 'email')`;
+  const assign = (customer: string, messageId: string, kind: string) =>
+    assignActions(sql, [{ workspaceId: ws, messageId, customerId: customer, sourceType: 'action', sourceId: 'a', kind, occurredAt: new Date() }]);
+  for (const customer of [kept, gone]) for (const kind of ['sent', 'opened']) t.equal(await assign(customer, messageOf.get(customer)!, kind), 1);
+  t.equal(await assign(kept, newId(), 'sent'), 0, 'not for a message that does not exist');
+
+  const count = async (customer: string) => (await sql<{ n: number }[]>`select count(*)::int as n from customer_actions where workspace_id = ${ws} and customer_id = ${customer}`)[0]!.n;
+  await sql`delete from customers where workspace_id = ${ws} and id = ${gone}`;
+  t.equal(await count(gone), 0, "a deleted customer's messages take their actions with them");
+  t.equal(await count(kept), 2, "another customer's stay");
+  await sql`delete from messages where workspace_id = ${ws} and id = ${messageOf.get(kept)!}`;
+  t.equal(await count(kept), 0, 'so does a message deleted by itself');
+
+  // A message being deleted in another transaction: the assignment waits for it and then assigns nothing.
+  const id = newId();
+  await sql`
+    insert into messages (workspace_id, id, customer_id, channel, channel_config_id, template_id, template_version, source_type, source_id, status)
+    values (${ws}, ${id}, ${kept}, 'email', ${newId()}, ${newId()}, 1, 'action', 'a', 'sent')`;
+  let assigned: Promise<number> | undefined;
+  await sql.begin(async (tx) => {
+    await tx`delete from messages where workspace_id = ${ws} and id = ${id}`;
+    assigned = assign(kept, id, 'sent');
+    await new Promise((r) => setTimeout(r, 100));
+  });
+  t.equal(await assigned!, 0, 'nothing for a message deleted meanwhile');
+  t.equal(await count(kept), 0);
 });

@@ -47,14 +47,22 @@ export async function assignActions(sql: Sql | TransactionSql, items: Assignment
     workspace_id: a.workspaceId, id: newId(), message_id: a.messageId, customer_id: a.customerId, source_type: a.sourceType, source_id: a.sourceId,
     kind: a.kind, occurred_at: a.occurredAt.toISOString(), touchpoint: a.touchpoint ?? {},
   }));
-  // The caller knows each message's source and customer: joining messages here let the planner
-  // walk every message of the source per row (quadratic in the size of a campaign).
+  // The caller knows each message's source and customer: joining messages by source let the
+  // planner walk every message of the source per row (quadratic in the size of a campaign); they
+  // are joined by key only.
   const inserted = await sql`
+    with r as (
+      select * from json_to_recordset(${JSON.stringify(rows)}::json)
+        as r(workspace_id uuid, id uuid, message_id uuid, customer_id uuid, source_type text, source_id text, kind text, occurred_at timestamptz, touchpoint jsonb)
+    ), held as (
+      -- The messages by key, held until commit (customer_actions has no foreign key: migration 0012).
+      select m.workspace_id, m.id from messages m join r on m.workspace_id = r.workspace_id and m.id = r.message_id for key share of m
+    )
     insert into customer_actions (workspace_id, id, action_template_id, customer_id, message_id, occurred_at, touchpoint)
     select r.workspace_id, r.id, at.id, r.customer_id, r.message_id, r.occurred_at, r.touchpoint
-    from json_to_recordset(${JSON.stringify(rows)}::json)
-      as r(workspace_id uuid, id uuid, message_id uuid, customer_id uuid, source_type text, source_id text, kind text, occurred_at timestamptz, touchpoint jsonb)
+    from r
     join action_templates at on at.workspace_id = r.workspace_id and at.source_type = r.source_type and at.source_id = r.source_id and at.kind = r.kind
+    where exists (select from held h where h.workspace_id = r.workspace_id and h.id = r.message_id)
     on conflict (workspace_id, action_template_id, message_id) do nothing
     returning 1`;
   return inserted.length;

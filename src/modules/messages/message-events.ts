@@ -143,6 +143,7 @@ const STORE_AND_APPLY = `
     select distinct on (s.workspace_id, at.id, s.message_id) s.workspace_id, s.id, at.id, m.customer_id, s.message_id, s.occurred_at,
       jsonb_build_object('channel', m.channel) || s.data
     from stored s
+    -- The events' foreign key holds their messages until commit: customer_actions has none (migration 0012).
     join messages m on m.workspace_id = s.workspace_id and m.id = s.message_id
     join action_templates at on at.workspace_id = s.workspace_id and at.source_type = m.source_type and at.source_id = m.source_id and at.kind = ${ACTION_OF('s.kind')}
     order by s.workspace_id, at.id, s.message_id, s.occurred_at
