@@ -291,6 +291,32 @@ t.test('workspace rules: quiet hours in the customer time zone (skip or defer, D
   t.equal((await s.call('PATCH', `/v1/workspaces/${s.workspaceId}`, { name: 'Renamed' })).json().name, 'Renamed', 'a write key may change its own workspace');
 });
 
+t.test('frequency caps count by when a message was sent, per capped channel only', async (t) => {
+  const s = await setup();
+  deps.providers.sandbox = sandboxProvider;
+  const root = caller(app, (await import('./helpers/app.ts')).ROOT_TOKEN);
+  t.equal((await root('PATCH', `/v1/workspaces/${s.workspaceId}`, { settings: { frequencyCaps: { email: { perWeek: 1 } } } })).statusCode, 200);
+  const customer = (await s.call('POST', '/v1/customers', { externalId: 'capped', email: 'capped@x.io' })).json().id;
+  const [first] = await enqueue([message(s, customer, newId())]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(first!), { status: 'sent' });
+  // Created ten days ago and sent two days ago (queued through an outage, say): it counts.
+  await sql`update messages set created_at = ${new Date(herald.clock.now().getTime() - 10 * 86_400_000)}, sent_at = ${new Date(herald.clock.now().getTime() - 2 * 86_400_000)} where id = ${first!}`;
+  const [second] = await enqueue([message(s, customer, newId())]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(second!), { status: 'not_sent', reason: 'frequency_capped' }, 'sent within the week, created before it');
+  // Sent more than a week ago: it does not.
+  await sql`update messages set sent_at = ${new Date(herald.clock.now().getTime() - 8 * 86_400_000)} where id = ${first!}`;
+  const [third] = await enqueue([message(s, customer, newId())]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(third!), { status: 'sent' }, 'a week later');
+  // The cap is on email: an sms config's messages are neither capped nor counted.
+  t.equal((await root('PATCH', `/v1/workspaces/${s.workspaceId}`, { settings: { frequencyCaps: { sms: { perWeek: 1 } } } })).statusCode, 200);
+  const [fourth] = await enqueue([message(s, customer, newId())]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(fourth!), { status: 'sent' }, 'email uncapped once the cap names only sms');
+});
+
 t.test('a render over its time limit is tried once more later (a starved machine), then not sent (a template that explodes)', async (t) => {
   const s = await setup();
   deps.providers.sandbox = sandboxProvider;

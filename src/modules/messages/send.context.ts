@@ -28,6 +28,11 @@ type CustomerRow = Omit<CustomerSqlRow, 'updated_at'> & { workspace_id: string }
 export const k = (a: string, b: string | number, c?: string | number) => (c === undefined ? `${a}/${b}` : `${a}/${b}/${c}`);
 
 const DAY_MS = 24 * 3600_000;
+/**
+ * How far back a message sent in the last week may have been created: a week, plus time spent
+ * queued (retries, quiet hours, a worker outage). Older ones are not counted against a cap.
+ */
+export const CAP_LOOKBACK_MS = 30 * DAY_MS;
 
 export async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config' | 'clock'>, batch: ClaimedMessage[]): Promise<Context> {
   const { sql } = deps.database;
@@ -47,12 +52,15 @@ export async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config' 
       from push_subscriptions s join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on s.workspace_id = u.w and s.customer_id = u.id
       order by s.workspace_id, s.customer_id, s.kind, s.created_at desc`,
     sql<{ id: string; time_zone: string; settings: WorkspaceSettings }[]>`select id, time_zone, settings from workspaces where id = any(${[...new Set(ws)]}::uuid[])`,
-    // Messages sent per customer and channel in the last day and week (frequency caps).
+    // Messages sent per customer and channel in the last day and week, where the workspace caps
+    // that channel (frequency caps; nothing is read for the others). Through the customer index,
+    // bounded by creation (CAP_LOOKBACK_MS): not every message the customer was ever sent.
     sql<{ workspace_id: string; customer_id: string; channel: string; day: number; week: number }[]>`
       select m.workspace_id, m.customer_id, m.channel,
         count(*) filter (where m.sent_at > ${new Date(now.getTime() - DAY_MS)})::int as day, count(*)::int as week
       from messages m join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on m.workspace_id = u.w and m.customer_id = u.id
-      where m.sent_at > ${new Date(now.getTime() - 7 * DAY_MS)}
+      join workspaces w on w.id = m.workspace_id and w.settings->'frequencyCaps' ? m.channel
+      where m.created_at > ${new Date(now.getTime() - CAP_LOOKBACK_MS)} and m.sent_at > ${new Date(now.getTime() - 7 * DAY_MS)}
       group by 1, 2, 3`,
     // Each template version once (compiled once per batch below).
     sql<{ workspace_id: string; template_id: string; version: number; content: Record<string, unknown>; channel: string }[]>`

@@ -124,19 +124,21 @@ export function ledger(sql: Sql, clock: Clock) {
 export type Ledger = ReturnType<typeof ledger>;
 
 /**
- * The outcome rows as `v(j)`: one jsonb parameter each, not one JSON array. An email whose text
- * holds a character past Latin-1 is a two-byte string in V8, and one such row made the whole
- * array two-byte, copied at twice the size and encoded to UTF-8 on the slow path. The count is
- * padded to a power of two with nulls (which match no message) so that a connection prepares a
- * handful of statements, not one per count.
+ * The outcome rows as `v(j, c)`: each row's fields as one jsonb parameter and its content as sent
+ * as a json one (messages.rendered is json: validated once, stored as written; as jsonb it was
+ * parsed into a tree, the largest part of the statement's work per email), not one JSON array.
+ * An email whose text holds a character past Latin-1 is a two-byte string in V8, and one such row
+ * made the whole array two-byte, copied at twice the size and encoded to UTF-8 on the slow path.
+ * The count is padded to a power of two with nulls (which match no message) so that a connection
+ * prepares a handful of statements, not one per count.
  */
-function outcomeRows(sql: Sql, rows: string[]) {
-  if (rows.length === 0) return sql`(select null::text as j where false) as v`;
+function outcomeRows(sql: Sql, rows: Array<[string, string | null]>) {
+  if (rows.length === 0) return sql`(select null::text as j, null::text as c where false) as v`;
   let size = 8;
   while (size < rows.length) size *= 2;
-  const padded: Array<[string | null]> = rows.map((r) => [r]);
-  while (padded.length < size) padded.push([null]);
-  return sql`(values ${sql(padded as never)}) as v(j)`;
+  const padded: Array<[string | null, string | null]> = [...rows];
+  while (padded.length < size) padded.push([null, null]);
+  return sql`(values ${sql(padded as never)}) as v(j, c)`;
 }
 
 /**
@@ -146,12 +148,12 @@ function outcomeRows(sql: Sql, rows: string[]) {
  */
 async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMessage[], now: Date): Promise<Set<string>> {
   const sentAt = now.toISOString();
-  // Row by row, the content as sent spliced in with the strings already encoded for the provider.
-  const rows = results.map((r) => stringifyWith({
+  // Row by row: the fields, and the content as sent with the strings already encoded for the provider spliced in.
+  const rows = results.map((r): [string, string | null] => [JSON.stringify({
     workspace_id: r.message.workspace_id, id: r.message.id, status: r.status, reason: r.reason, to_address: r.toAddress,
-    rendered: r.rendered, provider_message_id: r.providerMessageId, next_attempt_at: r.nextAttemptAt?.toISOString() ?? null,
+    provider_message_id: r.providerMessageId, next_attempt_at: r.nextAttemptAt?.toISOString() ?? null,
     sent_at: r.status === 'sent' ? sentAt : null, started: r.started, lease: r.message.lease.toISOString(),
-  }, r.encoded ?? [])!);
+  }), r.rendered ? stringifyWith(r.rendered, r.encoded ?? [])! : null]);
   const assignments = results.flatMap((r) => {
     const kind = r.status === 'sent' ? 'sent' : r.status === 'not_sent' ? 'not_sent' : r.status === 'failed' ? 'failed' : null;
     const m = r.message;
@@ -161,10 +163,8 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
   const sendingUntil = new Date(now.getTime() + SENDING_LEASE_MS);
   const rowsStarted = await sql<{ id: string }[]>`
     with r as materialized (
-      -- jsonb, parsed once: from json, each rendered content was lexed, then parsed again as jsonb
-      -- (a fifth of the statement's time in PostgreSQL, for 8 KB emails).
-      select r.* from ${outcomeRows(sql, rows)} cross join lateral jsonb_to_record(v.j::jsonb)
-        as r(workspace_id uuid, id uuid, status text, reason text, to_address text, rendered jsonb, provider_message_id text, next_attempt_at timestamptz, sent_at timestamptz, started boolean, lease timestamptz)
+      select r.*, v.c::json as rendered from ${outcomeRows(sql, rows)} cross join lateral jsonb_to_record(v.j::jsonb)
+        as r(workspace_id uuid, id uuid, status text, reason text, to_address text, provider_message_id text, next_attempt_at timestamptz, sent_at timestamptz, started boolean, lease timestamptz)
     ), dequeued as (
       -- An outcome ends its queue row, or moves it to the next attempt (below). One never started
       -- is still this claim's only while its lease holds (the claim's fence); a started one is.
