@@ -18,9 +18,9 @@ export { MAX_ATTEMPTS, RENDER_RETRY_MS } from './send.one.ts';
 
 /**
  * A claimed message stays 'queued', out of other workers' reach until its lease ends (its queue
- * row's due_at); it turns 'sending' only right before its provider call. So a worker that dies leaves 'sending' (unknown,
- * after SENDING_LEASE_MS) only the calls it had in flight, and the rest of its batch is due again
- * when the lease ends.
+ * row's due_at); it turns 'sending' only right before its provider call. So a worker that dies
+ * leaves 'sending' (unknown, after SENDING_LEASE_MS) only the calls it had in flight, and the rest
+ * of its batch is due again when the lease ends.
  */
 export const CLAIM_LEASE_MS = 20_000;
 const CONCURRENCY = 32;
