@@ -138,7 +138,7 @@ async function clearPhase(sql: postgres.Sql, workspaceId: string, flowId: string
 
 async function settle(sql: postgres.Sql): Promise<void> {
   await sql`truncate bench_scale_work`;
-  await sql.unsafe('vacuum (analyze) flow_entries, flow_customers, flow_decisions, messages, customers');
+  await sql.unsafe('vacuum (analyze) flow_entries, flow_customers, flow_decisions, messages, message_queue, customer_actions, customers');
   await sql`checkpoint`;
 }
 

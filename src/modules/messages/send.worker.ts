@@ -11,6 +11,7 @@ import type { Provider } from '../../providers/types.ts';
 import { SEND_QUEUE } from './outbox.ts';
 import { loadContext, type Context } from './send.context.ts';
 import { HOLD_MS, ledger, releaseClaims, SENDING_LEASE_MS, type ClaimedMessage, type Ledger } from './send.ledger.ts';
+import { pokeQueueVacuum } from './queue-maintenance.ts';
 import { sendOne } from './send.one.ts';
 
 export { SENDING_LEASE_MS, type ClaimedMessage } from './send.ledger.ts';
@@ -77,6 +78,8 @@ async function claimBatch(deps: SendDeps, limit: number): Promise<Batch | null> 
     )
     select m.workspace_id, m.id, m.customer_id, m.channel, m.channel_config_id, m.template_id, m.template_version, m.source_type, m.source_id, m.event, m.attempts, m.reason, ${lease}::timestamptz as lease
     from leased l join messages m on m.workspace_id = l.workspace_id and m.id = l.message_id`;
+  // Dead queue rows slow every claim down: vacuumed in the background when they pile up.
+  pokeQueueVacuum(sql);
   if (claimed.length === 0) return null;
   try {
     const context = await loadContext(deps, claimed);
