@@ -3,7 +3,7 @@
 import t from 'tap';
 import { enqueueMessages, type NewMessage } from '../src/modules/messages/outbox.ts';
 import { applyMessageEvents } from '../src/modules/messages/message-events.ts';
-import { MAX_ATTEMPTS, recoverAbandoned, RENDER_RETRY_MS, sendDueMessages, sendJob } from '../src/modules/messages/send.worker.ts';
+import { MAX_ATTEMPTS, recoverAbandoned, RENDER_RETRY_MS, sendDueMessages, sendJob, SENDING_LEASE_MS } from '../src/modules/messages/send.worker.ts';
 import { registerJobs } from '../src/jobs/queue.ts';
 import type { Provider, SendOutcome, SendRequest } from '../src/providers/types.ts';
 import { sandboxProvider } from '../src/providers/sandbox.ts';
@@ -289,6 +289,35 @@ t.test('workspace rules: quiet hours in the customer time zone (skip or defer, D
   const stranger = await workspaceWithKey(app);
   t.equal((await stranger.call('PATCH', `/v1/workspaces/${s.workspaceId}`, { name: 'x' })).statusCode, 404);
   t.equal((await s.call('PATCH', `/v1/workspaces/${s.workspaceId}`, { name: 'Renamed' })).json().name, 'Renamed', 'a write key may change its own workspace');
+});
+
+t.test('a call that outlives its mark: the sweep calls it unknown, and what the worker learned still wins', async (t) => {
+  const s = await setup();
+  const customer = (await s.call('POST', '/v1/customers', { externalId: 'slowcall', email: 'slow@x.io' })).json().id;
+  t.teardown(() => { deps.providers.sandbox = sandboxProvider; });
+  const late = () => new Date(herald.clock.now().getTime() + SENDING_LEASE_MS + 60_000);
+  // The provider answers after the mark's lease has passed and another process swept it.
+  const sweptThen = (outcome: SendOutcome): Provider => ({
+    async send() {
+      t.equal(await recoverAbandoned(sql, late()), 1, 'swept while the call was out');
+      return outcome;
+    },
+  });
+  deps.providers.sandbox = sweptThen({ kind: 'retry', reason: '503 from the provider' });
+  const [retried] = await enqueue([message(s, customer, newId())]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(retried!), { status: 'queued', reason: '503 from the provider', attempts: 1 }, 'a retry: queued again');
+  t.equal((await sql`select 1 from message_queue where message_id = ${retried!} and not sending`).length, 1, 'with its queue row put back');
+  deps.providers.sandbox = sandboxProvider;
+  herald.clock.advance(20 * 60_000);
+  await sendDueMessages(deps);
+  t.match(await statusOf(retried!), { status: 'sent', attempts: 2 }, 'and sent at its next attempt');
+
+  deps.providers.sandbox = sweptThen({ kind: 'sent', providerMessageId: 'p-late' });
+  const [sent] = await enqueue([message(s, customer, newId())]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(sent!), { status: 'sent' }, 'a success after the sweep: sent, not unknown');
+  t.equal((await sql`select 1 from message_queue where message_id = ${sent!}`).length, 0, 'and out of the queue');
 });
 
 t.test('frequency caps count by when a message was sent, per capped channel only', async (t) => {

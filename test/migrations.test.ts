@@ -82,7 +82,7 @@ t.test('0011 message_queue: queued and sending messages get their queue rows, th
   t.equal((await sql`select 1 from message_queue where workspace_id = ${ws}`).length, 0, 'a customer deleted takes its queue rows with its messages');
 });
 
-t.test('0012: customer_actions without a foreign key still never outlive their message, nor name one that is not there', async (t) => {
+t.test('0012, 0015: customer_actions and message_queue without foreign keys still never outlive their message, nor name one that is not there', async (t) => {
   const db = await createTestDatabase();
   t.teardown(db.drop);
   // Herald's own client (JSON goes as text, as assignActions expects).
@@ -111,8 +111,10 @@ t.test('0012: customer_actions without a foreign key still never outlive their m
   await sql`delete from customers where workspace_id = ${ws} and id = ${gone}`;
   t.equal(await count(gone), 0, "a deleted customer's messages take their actions with them");
   t.equal(await count(kept), 2, "another customer's stay");
+  await sql`insert into message_queue (workspace_id, message_id, due_at) values (${ws}, ${messageOf.get(kept)!}, now())`;
   await sql`delete from messages where workspace_id = ${ws} and id = ${messageOf.get(kept)!}`;
   t.equal(await count(kept), 0, 'so does a message deleted by itself');
+  t.equal((await sql`select 1 from message_queue where workspace_id = ${ws}`).length, 0, 'and its queue row');
 
   // A message being deleted in another transaction: the assignment waits for it and then assigns nothing.
   const id = newId();

@@ -178,11 +178,6 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
       where q.workspace_id = r.workspace_id and q.message_id = r.id and r.status = 'queued' and not r.started
         and not q.sending and q.due_at = r.lease
       returning q.workspace_id, q.message_id
-    ), retried as (
-      -- A started call to be tried again; its row is put back if a lease sweep took it meanwhile.
-      insert into message_queue (workspace_id, message_id, due_at)
-      select r.workspace_id, r.id, r.next_attempt_at from r where r.status = 'queued' and r.started
-      on conflict (workspace_id, message_id) do update set due_at = excluded.due_at, sending = false
     ), written as (
       update messages m set
         -- A delivery webhook can overtake this write, and a lease sweep can have called the
@@ -199,6 +194,13 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
           or exists (select from dequeued d where d.workspace_id = r.workspace_id and d.message_id = r.id)
           or exists (select from deferred d where d.workspace_id = r.workspace_id and d.message_id = r.id))
       returning m.workspace_id, m.id
+    ), retried as (
+      -- A started call to be tried again; its row is put back if a lease sweep took it meanwhile.
+      -- Only for a message row written here (held until commit: message_queue has no foreign key).
+      insert into message_queue (workspace_id, message_id, due_at)
+      select r.workspace_id, r.id, r.next_attempt_at from r join written w on w.workspace_id = r.workspace_id and w.id = r.id
+      where r.status = 'queued' and r.started
+      on conflict (workspace_id, message_id) do update set due_at = excluded.due_at, sending = false
     ), assigned as (
       insert into customer_actions (workspace_id, id, action_template_id, customer_id, message_id, occurred_at, touchpoint)
       select a.workspace_id, a.id, t.id, a.customer_id, a.message_id, ${now}, a.touchpoint
