@@ -31,7 +31,7 @@ export async function enqueueMessages(tx: TransactionSql, boss: PgBoss, messages
     template_id: m.templateId, template_version: m.templateVersion, source_type: m.sourceType, source_id: m.sourceId,
     step_id: m.stepId ?? '', entry_id: m.entryId ?? '', event: m.event ?? null,
   }));
-  // With their queue rows (the claims' table; its foreign key is checked at the statement's end).
+  // With their queue rows (the claims' table), in the same statement.
   const inserted = await tx<{ id: string }[]>`
     with inserted as (
       insert into messages (workspace_id, id, customer_id, channel, channel_config_id, template_id, template_version, source_type, source_id, step_id, entry_id, status, event, next_attempt_at, created_at, updated_at)
