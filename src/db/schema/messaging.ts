@@ -125,6 +125,7 @@ export const messageQueue = pgTable(
     primaryKey({ columns: [t.workspaceId, t.messageId] }),
     // Due rows of every workspace, oldest first (claims, abandoned calls, the next retry's wake-up).
     index('message_queue_due_idx').on(t.dueAt),
+    // Vacuumed often (migration 0014, queue-maintenance.ts): its rows churn.
     // No foreign key (migration 0015: its check was a tenth of a flow tick's outbox insert): rows
     // are inserted with their message in one statement, or by the send ledger for a message row
     // it has just updated; the statement trigger on messages deletes a deleted message's row.
