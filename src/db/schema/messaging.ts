@@ -123,8 +123,11 @@ export const messageQueue = pgTable(
   },
   (t) => [
     primaryKey({ columns: [t.workspaceId, t.messageId] }),
-    // Due rows of every workspace, oldest first (claims, abandoned calls, the next retry's wake-up).
-    index('message_queue_due_idx').on(t.dueAt),
+    // Rows waiting for a claim, oldest first (claims, the next retry's wake-up), and calls under
+    // way by the end of their mark (the sweep of abandoned calls): two partial indexes, so the
+    // sweep reads the calls in flight, not a backlog (migration 0016). A row version is in one.
+    index('message_queue_due_idx').on(t.dueAt).where(sql`not ${t.sending}`),
+    index('message_queue_sending_idx').on(t.dueAt).where(sql`${t.sending}`),
     // Vacuumed often (migration 0014, queue-maintenance.ts): its rows churn.
     // No foreign key (migration 0015: its check was a tenth of a flow tick's outbox insert): rows
     // are inserted with their message in one statement, or by the send ledger for a message row
