@@ -433,12 +433,8 @@ async function removeEarlierTicks(sql: postgres.Sql, data: AudienceData): Promis
   const [exists] = await sql<{ t: string | null }[]>`select to_regclass('actions') as t`;
   if (exists?.t) await sql`update actions set status = 'paused', deleted_at = coalesce(deleted_at, now()), next_run_at = null where workspace_id = ${ws}`;
   await sql`
-    with aside as (
-      update messages set status = 'not_sent', reason = 'bench: set aside by a later run', updated_at = now()
-      where workspace_id = ${ws} and status = 'queued' and not (source_type = 'action' and source_id = any(${data.sourceIds}::text[]))
-      returning workspace_id, id
-    )
-    delete from message_queue q using aside a where q.workspace_id = a.workspace_id and q.message_id = a.id`;
+    update messages set status = 'not_sent', reason = 'bench: set aside by a later run', updated_at = now()
+    where workspace_id = ${ws} and status = 'queued' and not (source_type = 'action' and source_id = any(${data.sourceIds}::text[]))`;
 }
 
 /** Empties a database for a fresh generation: every schema of its own dropped, public made again. */

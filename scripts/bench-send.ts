@@ -324,13 +324,8 @@ async function main(): Promise<number> {
   if (incomplete) {
     // Set the rest aside so that Herald stops sending before the next measurements, and let the batch in flight finish.
     const setAside = await sql`
-      with aside as (
-        update messages set status = 'not_sent', reason = 'bench: set aside after the timeout', updated_at = now()
-        where workspace_id = ${workspaceId} and source_type = 'action' and source_id = ${sourceId} and status = 'queued' returning workspace_id, id
-      ), dequeued as (
-        delete from message_queue q using aside a where q.workspace_id = a.workspace_id and q.message_id = a.id
-      )
-      select 1 from aside`;
+      update messages set status = 'not_sent', reason = 'bench: set aside after the timeout', updated_at = now()
+      where workspace_id = ${workspaceId} and source_type = 'action' and source_id = ${sourceId} and status = 'queued' returning 1`;
     say(`sending ${incomplete}: ${int(sent)} sent; ${int(setAside.length)} queued messages set aside, waiting for the batch in flight...`);
     for (const deadline = Date.now() + 180_000; Date.now() < deadline; await sleep(500)) {
       const [{ n } = { n: 0 }] = await sql<{ n: number }[]>`

@@ -291,6 +291,24 @@ t.test('workspace rules: quiet hours in the customer time zone (skip or defer, D
   t.equal((await s.call('PATCH', `/v1/workspaces/${s.workspaceId}`, { name: 'Renamed' })).json().name, 'Renamed', 'a write key may change its own workspace');
 });
 
+t.test('a queue row whose message is no longer queued, or gone, is dropped by the claim, not sent', async (t) => {
+  const s = await setup();
+  const customer = (await s.call('POST', '/v1/customers', { externalId: 'stale', email: 'stale@x.io' })).json().id;
+  const provider = scripted([{ kind: 'sent', providerMessageId: 'p-stale' }]);
+  deps.providers.sandbox = provider;
+  t.teardown(() => { deps.providers.sandbox = sandboxProvider; });
+  const [asideId, liveId] = await enqueue([message(s, customer, newId()), message(s, customer, newId())]);
+  // Set aside by hand (its status changed without a word to the queue), and a row with no message.
+  await sql`update messages set status = 'not_sent', reason = 'set aside' where id = ${asideId!}`;
+  const orphan = newId();
+  await sql`insert into message_queue (workspace_id, message_id, due_at) values (${s.workspaceId}, ${orphan}, ${herald.clock.now()})`;
+  t.equal(await sendDueMessages(deps), 1, 'only the queued message is claimed');
+  t.equal(provider.requests.length, 1);
+  t.equal(provider.requests[0]!.messageId, liveId, 'and sent');
+  t.match(await statusOf(asideId!), { status: 'not_sent', reason: 'set aside', attempts: 0 }, 'the one set aside stays as it was');
+  t.equal((await sql`select 1 from message_queue where message_id in ${sql([asideId!, orphan, liveId!])}`).length, 0, 'the stale rows are gone from the queue');
+});
+
 t.test('a call that outlives its mark: the sweep calls it unknown, and what the worker learned still wins', async (t) => {
   const s = await setup();
   const customer = (await s.call('POST', '/v1/customers', { externalId: 'slowcall', email: 'slow@x.io' })).json().id;

@@ -53,17 +53,17 @@ const vacuumers = new WeakMap<Sql, () => void>();
  * process), vacuums in the background, never waits and never throws (a failed look or vacuum is
  * tried again at the next look).
  */
-export function pokeQueueVacuum(sql: Sql, options: QueueVacuumOptions = QUEUE_VACUUM): void {
+export function pokeQueueVacuum(sql: Sql): void {
   let poke = vacuumers.get(sql);
   if (!poke) {
     let last = 0;
     let running = false;
     poke = () => {
       const now = Date.now();
-      if (running || now - last < options.everyMs) return;
+      if (running || now - last < QUEUE_VACUUM.everyMs) return;
       last = now;
       running = true;
-      vacuumQueueIfBloated(sql, options).catch(() => false).finally(() => (running = false));
+      vacuumQueueIfBloated(sql).catch(() => false).finally(() => (running = false));
     };
     vacuumers.set(sql, poke);
   }

@@ -63,17 +63,24 @@ async function claimBatch(deps: SendDeps, limit: number): Promise<Batch | null> 
   // The locking select runs once, as a materialized CTE: as a subquery of the UPDATE, a row
   // changed concurrently made PostgreSQL re-run it (EvalPlanQual) over and over, and with three
   // workers claims spun for minutes with every ledger write queued behind them (bench:scale).
-  // The lease is written to the narrow queue row; the message row is only read.
+  // The lease is written to the narrow queue row; the message row is only read. A queue row whose
+  // message is gone or no longer 'queued' (set aside by hand, say) is dropped, not sent: the
+  // queue heals instead of every writer of a status having to remember it.
   const claimed = await sql<ClaimedMessage[]>`
     with due as materialized (
-      select workspace_id, message_id from message_queue
-      where due_at <= ${now} and not sending
-      order by due_at limit ${limit}
-      for update skip locked
+      select q.workspace_id, q.message_id,
+        exists (select from messages m where m.workspace_id = q.workspace_id and m.id = q.message_id and m.status = 'queued') as live
+      from message_queue q
+      where q.due_at <= ${now} and not q.sending
+      order by q.due_at limit ${limit}
+      for update of q skip locked
+    ), stale as (
+      delete from message_queue q using due
+      where q.workspace_id = due.workspace_id and q.message_id = due.message_id and not due.live
     ), leased as (
       update message_queue q set due_at = ${lease}
       from due
-      where q.workspace_id = due.workspace_id and q.message_id = due.message_id
+      where q.workspace_id = due.workspace_id and q.message_id = due.message_id and due.live
       returning q.workspace_id, q.message_id
     )
     select m.workspace_id, m.id, m.customer_id, m.channel, m.channel_config_id, m.template_id, m.template_version, m.source_type, m.source_id, m.event, m.attempts, m.reason, ${lease}::timestamptz as lease
