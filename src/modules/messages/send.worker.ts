@@ -63,28 +63,30 @@ async function claimBatch(deps: SendDeps, limit: number): Promise<Batch | null> 
   // The locking select runs once, as a materialized CTE: as a subquery of the UPDATE, a row
   // changed concurrently made PostgreSQL re-run it (EvalPlanQual) over and over, and with three
   // workers claims spun for minutes with every ledger write queued behind them (bench:scale).
-  // The lease is written to the narrow queue row; the message row is only read. A queue row whose
-  // message is gone or no longer 'queued' (set aside by hand, say) is dropped, not sent: the
-  // queue heals instead of every writer of a status having to remember it.
-  const claimed = await sql<ClaimedMessage[]>`
+  // The lease is written to the narrow queue row; the message row is only read.
+  const rows = await sql<(ClaimedMessage & { queue_workspace_id: string; queue_id: string; status: string | null })[]>`
     with due as materialized (
-      select q.workspace_id, q.message_id,
-        exists (select from messages m where m.workspace_id = q.workspace_id and m.id = q.message_id and m.status = 'queued') as live
-      from message_queue q
-      where q.due_at <= ${now} and not q.sending
-      order by q.due_at limit ${limit}
-      for update of q skip locked
-    ), stale as (
-      delete from message_queue q using due
-      where q.workspace_id = due.workspace_id and q.message_id = due.message_id and not due.live
+      select workspace_id, message_id from message_queue
+      where due_at <= ${now} and not sending
+      order by due_at limit ${limit}
+      for update skip locked
     ), leased as (
       update message_queue q set due_at = ${lease}
       from due
-      where q.workspace_id = due.workspace_id and q.message_id = due.message_id and due.live
+      where q.workspace_id = due.workspace_id and q.message_id = due.message_id
       returning q.workspace_id, q.message_id
     )
-    select m.workspace_id, m.id, m.customer_id, m.channel, m.channel_config_id, m.template_id, m.template_version, m.source_type, m.source_id, m.event, m.attempts, m.reason, ${lease}::timestamptz as lease
-    from leased l join messages m on m.workspace_id = l.workspace_id and m.id = l.message_id`;
+    select l.workspace_id as queue_workspace_id, l.message_id as queue_id, m.status, m.workspace_id, m.id, m.customer_id, m.channel, m.channel_config_id, m.template_id, m.template_version, m.source_type, m.source_id, m.event, m.attempts, m.reason, ${lease}::timestamptz as lease
+    from leased l left join messages m on m.workspace_id = l.workspace_id and m.id = l.message_id`;
+  // A queue row whose message is gone or no longer 'queued' (set aside by hand, say) is dropped,
+  // not sent: the queue heals instead of every writer of a status having to remember it.
+  const stale = rows.filter((r) => r.status !== 'queued');
+  if (stale.length) {
+    await sql`
+      delete from message_queue q using unnest(${stale.map((r) => r.queue_workspace_id)}::uuid[], ${stale.map((r) => r.queue_id)}::uuid[]) u(w, id)
+      where q.workspace_id = u.w and q.message_id = u.id and q.due_at = ${lease} and not q.sending`;
+  }
+  const claimed: ClaimedMessage[] = rows.filter((r) => r.status === 'queued');
   // Dead queue rows slow every claim down: vacuumed in the background when they pile up.
   pokeQueueVacuum(sql);
   if (claimed.length === 0) return null;
