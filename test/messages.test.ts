@@ -28,6 +28,13 @@ function scripted(outcomes: SendOutcome[]): Provider & { requests: SendRequest[]
   };
 }
 
+/** Puts `provider` in the sandbox's place for one test; the sandbox is back when the test ends. */
+function useProvider<P extends Provider>(t: { teardown(fn: () => void): void }, provider: P): P {
+  deps.providers.sandbox = provider;
+  t.teardown(() => { deps.providers.sandbox = sandboxProvider; });
+  return provider;
+}
+
 async function setup(channel: 'email' | 'sms' | 'web_push' = 'email') {
   const ws = await workspaceWithKey(app);
   const config = (await ws.call('POST', '/v1/channel-configs', { name: 'sandbox', provider: 'sandbox', channel, ...(channel === 'email' ? { settings: { fromEmail: 'shop@acme.example' } } : {}) })).json().id as string;
@@ -57,8 +64,7 @@ t.test('one message per (source, customer, step, entry); re-checks before sendin
   t.equal((await enqueue([message(s, ok, source, { stepId: 'step-2' })])).length, 1, 'another step is another message');
 
   const provider = scripted([{ kind: 'sent', providerMessageId: 'p-1' }]);
-  deps.providers.sandbox = provider;
-  t.teardown(() => { deps.providers.sandbox = sandboxProvider; });
+  useProvider(t, provider);
   t.equal(await sendDueMessages(deps), 4);
   t.equal(await sendDueMessages(deps), 0, 'nothing is claimed twice');
   t.equal(provider.requests.length, 2, 'only the sendable messages reach the provider');
@@ -144,8 +150,7 @@ t.test('retry rules: retry with backoff then dead-letter, never resend an unknow
   const s = await setup();
   const c = (await s.call('POST', '/v1/customers', { externalId: 'r', email: 'r@x.io' })).json().id;
   const retrying = scripted([{ kind: 'retry', reason: '503 from provider' }]);
-  deps.providers.sandbox = retrying;
-  t.teardown(() => { deps.providers.sandbox = sandboxProvider; });
+  useProvider(t, retrying);
   const [id] = await enqueue([message(s, c, newId())]);
   await sendDueMessages(deps);
   t.match(await statusOf(id!), { status: 'queued', attempts: 1, reason: '503 from provider' });
@@ -186,8 +191,7 @@ t.test('web push: a gone subscription is removed and not retried', async (t) => 
   const c = (await s.call('POST', '/v1/customers', { externalId: 'wp' })).json().id;
   await s.call('POST', `/v1/customers/${c}/push-subscriptions`, { kind: 'web_push', endpoint: 'https://push.example/abc', keys: { p256dh: 'k', auth: 'a' } });
   const gone = scripted([{ kind: 'gone', reason: '410 Gone' }]);
-  deps.providers.sandbox = gone;
-  t.teardown(() => { deps.providers.sandbox = sandboxProvider; });
+  useProvider(t, gone);
   const [id] = await enqueue([message(s, c, newId(), { channel: 'web_push', event: null })]);
   await sendDueMessages(deps);
   t.match(gone.requests[0]!.payload, { kind: 'web_push', to: { endpoint: 'https://push.example/abc', keys: { p256dh: 'k', auth: 'a' } }, title: 'Hi', data: { herald_receipt_url: /\/t\/p\// } });
@@ -197,6 +201,9 @@ t.test('web push: a gone subscription is removed and not retried', async (t) => 
 
 t.test('the send job picks messages up by itself (pg-boss, woken in the enqueue transaction)', async (t) => {
   await registerJobs(deps.boss, deps, 'worker', [sendJob]);
+  // Stopped (waiting for a job in flight) when the test ends: left running, it raced the later
+  // tests' own sendDueMessages for their messages (CI saw a batch still 'queued' after a claim).
+  t.teardown(() => deps.boss.offWork(sendJob.name));
   const s = await setup('sms');
   const c = (await s.call('POST', '/v1/customers', { externalId: 'sms', phone: '+33612345678' })).json().id;
   const [id] = await enqueue([message(s, c, newId(), { channel: 'sms', event: { code: '1234' } })]);
@@ -273,7 +280,7 @@ t.test('workspace rules: quiet hours in the customer time zone (skip or defer, D
   herald.clock.set('2026-04-01T12:00:00.000Z');
   await setRules({ frequencyCaps: { sms: { perDay: 2, perWeek: 3 } } });
   const batch = await enqueue([sms(), sms(), sms()]);
-  await sendDueMessages(deps);
+  t.equal(await sendDueMessages(deps), 3, 'this loop claims the batch (no other worker does)');
   const statuses = await Promise.all(batch.map(statusOf));
   t.same(statuses.map((x) => x.status).sort(), ['not_sent', 'sent', 'sent'], 'two a day, even within one batch');
   t.equal(statuses.filter((x) => x.reason === 'frequency_capped').length, 1);
@@ -295,8 +302,7 @@ t.test('a queue row whose message is no longer queued, or gone, is dropped by th
   const s = await setup();
   const customer = (await s.call('POST', '/v1/customers', { externalId: 'stale', email: 'stale@x.io' })).json().id;
   const provider = scripted([{ kind: 'sent', providerMessageId: 'p-stale' }]);
-  deps.providers.sandbox = provider;
-  t.teardown(() => { deps.providers.sandbox = sandboxProvider; });
+  useProvider(t, provider);
   const [asideId, liveId] = await enqueue([message(s, customer, newId()), message(s, customer, newId())]);
   // Set aside by hand (its status changed without a word to the queue), and a row with no message.
   await sql`update messages set status = 'not_sent', reason = 'set aside' where id = ${asideId!}`;
