@@ -6,6 +6,11 @@
 //      the last message recorded as sent; the mock's count over IPC tells the progress, so that
 //      the table is counted often only at the end)  vs  the mock's own ceiling: autocannon at the
 //      concurrency of the send worker, with a request body of the size Herald sends (req/s);
+//   1b. the durable floor (bench-send-floor.ts): the same number of emails sent by a hand-written
+//      loop that does only what no durable sender can skip (batched insert, claim under a lease,
+//      a committed mark before each request, a committed outcome after it; no render, no content,
+//      no action templates, no consent or caps), with the ceiling's body, at the send worker's
+//      requests in flight and at twice as many; Herald's figure is also given against the better one;
 //   2. webhooks: signed Event Webhook batches of 5,000 delivered/open/click events for the
 //      messages just sent, at concurrency 2 (events/s)  vs  a raw multi-row INSERT of the same
 //      rows into message_events (postgres.js, same batch size, same concurrency).
@@ -40,10 +45,11 @@ import type { SendGridEventKind } from '../test/mocks/sendgrid.ts';
 import { PgBoss } from 'pg-boss';
 import { int, median, ms, percent, round3, selfTime, table, verdict, type CpuProfile } from './bench-lib.ts';
 import {
-  announce, ask, begin, benchDatabase, cleanups, DRAIN_MS, failures, heraldApi, measure, positive, profilerAnswers, runBench, say, sayErrorTotals, serveHerald, startChild, startHerald, tempDir, totals, writeReport,
+  announce, ask, begin, benchDatabase, cleanups, DRAIN_MS, failures, heraldApi, measure, positive, profilerAnswers, runBench, say, sayErrorTotals, serveHerald, startChild, startHerald, stopChild, tempDir, totals, writeReport,
 } from './bench-harness.ts';
 
 const SCRIPT = fileURLToPath(import.meta.url);
+const FLOOR_SCRIPT = fileURLToPath(new URL('./bench-send-floor.ts', import.meta.url));
 const MESSAGES = positive(process.env.BENCH_MESSAGES, 100_000);
 const ENQUEUE_BATCH = 10_000;
 const SECONDS = positive(process.env.BENCH_SECONDS, 5);
@@ -59,15 +65,19 @@ const TARGET_SEND = 0.3;
 const TARGET_WEBHOOK = 0.4;
 const PROFILE = process.env.BENCH_PROFILE === 'full' ? 'full' : process.env.BENCH_PROFILE === '1' ? 'phases' : 'off';
 const SENT_STATUSES = ['sent', 'delivered', 'opened', 'clicked'];
-/** The send worker's provider-call concurrency, read from its source so the ceiling follows it. */
-const SEND_CONCURRENCY = (() => {
+/** A constant of the send worker, read from its source so that the bench follows it. */
+function workerConstant(name: string, fallback: number): number {
   try {
     const source = readFileSync(new URL('../src/modules/messages/send.worker.ts', import.meta.url), 'utf8');
-    return Number(/^const CONCURRENCY = (\d+);/m.exec(source)?.[1] ?? 16);
+    return Number(new RegExp(`^const ${name} = (\\d+);`, 'm').exec(source)?.[1] ?? fallback);
   } catch {
-    return 16;
+    return fallback;
   }
-})();
+}
+/** The send worker's provider-call concurrency per claim loop (the ceiling's connections follow it). */
+const SEND_CONCURRENCY = workerConstant('CONCURRENCY', 16);
+/** Its claim loops, for the durable floor. */
+const SEND_LOOPS = workerConstant('LOOPS', 3);
 
 // ---- child modes -------------------------------------------------------------------------------
 
@@ -223,6 +233,8 @@ async function main(): Promise<number> {
     if (Date.now() > deadline) throw new Error(`probe: message still ${probe?.status ?? 'missing'} after 60 s${probe?.reason ? ` (${probe.reason})` : ''}`);
   }
   if (probe.status !== 'sent') throw new Error(`probe: the message ended ${probe.status}: ${probe.reason ?? 'no reason'}`);
+  // As sent ("view"): the stored row holds the html's merge-tag values, not the html (as-sent.ts).
+  probe.rendered = (await api('GET', `/v1/messages/${probeId}`, apiKey)).rendered as Record<string, unknown>;
   const afterProbe = await mockStats();
   if (afterProbe.accepted !== 1 || afterProbe.requests !== 1) throw new Error(`probe: the mock saw ${JSON.stringify(afterProbe)}`);
   const heraldBodyBytes = afterProbe.bytes;
@@ -365,6 +377,31 @@ async function main(): Promise<number> {
   for (let round = 2; round <= 1 + CEILING_ROUNDS_AFTER; round++) ceilingRounds.push(await mockCeiling(SECONDS, `mock ceiling, round ${round} (after the send)`));
   say(`mock ceiling rounds: ${ceilingRounds.map((r) => `${int(r.perSecond)} req/s (p50 ${ms(r.p50)})`).join(' / ')}`);
 
+  // ---- 1b. the durable floor (bench-send-floor.ts): the same emails with a hand-written claim,
+  // mark and outcome around each request, in a process of its own while Herald idles; at the send
+  // worker's calls in flight, then at twice as many (the floor waits on its commits, not on CPU).
+  const floors: Array<{ inFlight: number; perSecond: number; seconds: number; cpu: ReturnType<ReturnType<typeof cpuMeter>> }> = [];
+  for (const factor of [1, 2]) {
+    const inFlight = SEND_LOOPS * SEND_CONCURRENCY * factor;
+    say(`durable floor: ${int(MESSAGES)} emails, ${inFlight} requests in flight, a committed mark before and outcome after each...`);
+    const floorChild = await startChild(FLOOR_SCRIPT, 'durable floor', []);
+    const meter = cpuMeter({ herald: floorChild.child.pid!, mock: sendgrid.child.pid! });
+    const beforeFloor = await mockStats();
+    const floor = await ask<{ seconds: number; sent: number; failed: number }>(floorChild.child, 'run', {
+      url: benchUrl, mockUrl, apiKey: sendgridKey, body: ceilingBody.toString('utf8'), messages: MESSAGES, insertBatch: ENQUEUE_BATCH,
+      loops: SEND_LOOPS, concurrency: SEND_CONCURRENCY * factor, claimBatch: 500 * factor,
+    }, SEND_TIMEOUT_S * 1000);
+    const use = meter();
+    await stopChild(floorChild.child, 'durable floor');
+    const afterFloor = await mockStats();
+    if (floor.failed || floor.sent !== MESSAGES || afterFloor.accepted - beforeFloor.accepted !== MESSAGES) {
+      failures.push({ what: 'durable floor', detail: `${floor.sent} sent, ${floor.failed} failed, the mock accepted ${afterFloor.accepted - beforeFloor.accepted} of ${MESSAGES}` });
+    }
+    floors.push({ inFlight, perSecond: floor.sent / floor.seconds, seconds: floor.seconds, cpu: use });
+    say(`durable floor: ${int(floor.sent)} in ${floor.seconds.toFixed(1)} s: ${int(floor.sent / floor.seconds)} emails/s; CPU (cores): floor ${use.heraldCores}, mock ${use.mockCores}, PostgreSQL ${use.postgresCores}; machine ${percent(use.machineBusy)} busy`);
+  }
+  const floorPerSecond = Math.max(...floors.map((f) => f.perSecond));
+
   // ---- 2. webhooks ---------------------------------------------------------------------------
   const sentMessages = await sql<{ id: string; provider_message_id: string | null; to_address: string | null }[]>`
     select id, provider_message_id, to_address from messages
@@ -503,6 +540,8 @@ async function main(): Promise<number> {
     table([
       [`bench:send (node ${process.version}, ${run.cores} cores)`, 'figure', 'ceiling', '', 'ratio', 'target'],
       [`emails sent, ${incomplete ? `INCOMPLETE: ${int(sentAtStop)} of ` : ''}${int(MESSAGES)} at concurrency ${SEND_CONCURRENCY} (emails/s)`, int(emailsPerSecond), int(ceilingMedian), `(mock SendGrid, autocannon c${SEND_CONCURRENCY}, ${int(ceilingBody.length)} B bodies)`, verdict(sendRatio, TARGET_SEND), `>= ${percent(TARGET_SEND)}`],
+      ...floors.map((f) => [`durable floor, ${f.inFlight} in flight: hand-written claim, mark, request, outcome (emails/s)`, int(f.perSecond), int(ceilingMedian), '(mock SendGrid, as above)', percent(f.perSecond / ceilingMedian), '']),
+      ['Herald against the better durable floor (emails/s)', int(emailsPerSecond), int(floorPerSecond), '(durable floor)', percent(emailsPerSecond / floorPerSecond), ''],
       [`webhook events, batches of ${int(WEBHOOK_BATCH)}, concurrency ${WEBHOOK_CONCURRENCY} (events/s)`, int(webhookMedian), int(rawMedian), '(raw INSERT)', verdict(webhookRatio, TARGET_WEBHOOK), `>= ${percent(TARGET_WEBHOOK)}`],
     ], [0, 3]),
   );
@@ -551,6 +590,11 @@ async function main(): Promise<number> {
         latencyMs: { p50: median(ceilingRounds.map((r) => r.p50)), p99: median(ceilingRounds.map((r) => r.p99)) },
       },
       ratio: round3(sendRatio),
+      floor: {
+        name: 'hand-written durable send loop (bench-send-floor.ts): batched insert, claim under a lease, committed mark, request, committed outcome; no render, no content, no action templates',
+        figure: Math.round(floorPerSecond), ratioToCeiling: round3(floorPerSecond / ceilingMedian), heraldRatio: round3(emailsPerSecond / floorPerSecond),
+        runs: floors.map((f) => ({ inFlight: f.inFlight, figure: Math.round(f.perSecond), seconds: round3(f.seconds), ratioToCeiling: round3(f.perSecond / ceilingMedian), cpu: f.cpu })),
+      },
       target: TARGET_SEND,
       met: sendRatio >= TARGET_SEND,
       statuses,
