@@ -3,6 +3,7 @@
 import type { IResolvers, MercuriusLoaders } from 'mercurius';
 import type { GraphqlContext } from '../customers/customers.graphql.ts';
 import { connectionOf, firstOf } from '../customers/customers.graphql.ts';
+import { contentAsSent, type StoredMessage } from './as-sent.ts';
 import { actionTemplateCustomers, listActionTemplates } from './messages.service.ts';
 import type { TimelineRow } from './timeline.ts';
 import { fromSqlRow, type CustomerSqlRow } from '../customers/customers.service.ts';
@@ -145,9 +146,13 @@ export const messageLoaders: MercuriusLoaders = {
   TimelineMessage: {
     /** The content of every message on the page in one query. */
     async content(queries: { obj: { id: string } }[], ctx: GraphqlContext) {
-      const rows = await ctx.deps.database.sql<{ id: string; rendered: Record<string, unknown> | null }[]>`
-        select id, rendered from messages where workspace_id = ${ctx.workspaceId} and id = any(${queries.map((q) => q.obj.id)}::uuid[])`;
-      return queries.map((q) => rows.find((r) => r.id === q.obj.id)?.rendered ?? null);
+      const rows = await ctx.deps.database.sql<StoredMessage[]>`
+        select workspace_id, id, template_id, template_version, rendered from messages where workspace_id = ${ctx.workspaceId} and id = any(${queries.map((q) => q.obj.id)}::uuid[])`;
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      return Promise.all(queries.map(async (q) => {
+        const row = byId.get(q.obj.id);
+        return row ? contentAsSent(ctx.deps, row) : null;
+      }));
     },
   },
 };

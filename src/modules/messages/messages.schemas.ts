@@ -17,7 +17,7 @@ export const Message = Type.Object(
     toAddress: Type.Union([Type.String(), Type.Null()]),
     providerMessageId: Type.Union([Type.String(), Type.Null()]),
     attempts: Type.Integer(),
-    rendered: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()], { description: 'The personalised content as sent ("view")' }),
+    rendered: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()], { description: 'The personalised content as sent ("view"): for an email, subject, from, replyTo, preheader, html, text and links (the original URLs, by tracked link index). An html that can no longer be rebuilt from its template version (stored as its merge-tag values) is left out and `htmlUnavailable` says why.' }),
     createdAt: Timestamp,
     sentAt: Type.Union([Timestamp, Type.Null()]),
     updatedAt: Timestamp,

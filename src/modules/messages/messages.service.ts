@@ -8,6 +8,7 @@ import { loadChannelConfig } from '../channels/channels.service.ts';
 import { getCustomer } from '../customers/customers.service.ts';
 import { compileFields, customerContext, TemplateError } from '../templates/render.ts';
 import { getTemplate, versionFields } from '../templates/templates.service.ts';
+import { contentAsSent, type StoredMessage } from './as-sent.ts';
 import { composePayload, trackingUrls } from './compose.ts';
 import type { WorkspaceSettings } from '../workspaces/workspaces.schemas.ts';
 import { timelines, type TimelineKind } from './timeline.ts';
@@ -15,7 +16,7 @@ import type { ActionTemplate, Message, TestSendBody, TestSendResult, TimelineEnt
 
 type D = Pick<Deps, 'database'>;
 
-export async function getMessage(deps: D, workspaceId: string, id: string): Promise<Message> {
+export async function getMessage(deps: Pick<Deps, 'database' | 'config'>, workspaceId: string, id: string): Promise<Message> {
   const { sql } = deps.database;
   const [m] = await sql`select * from messages where workspace_id = ${workspaceId} and id = ${id}`;
   if (!m) throw notFound('Message');
@@ -24,7 +25,7 @@ export async function getMessage(deps: D, workspaceId: string, id: string): Prom
   return {
     id: m.id, customerId: m.customer_id, channel: m.channel, channelConfigId: m.channel_config_id, templateId: m.template_id, templateVersion: m.template_version,
     source: { type: m.source_type, id: m.source_id, stepId: m.step_id, entryId: m.entry_id },
-    status: m.status, reason: m.reason, toAddress: m.to_address, providerMessageId: m.provider_message_id, attempts: m.attempts, rendered: m.rendered,
+    status: m.status, reason: m.reason, toAddress: m.to_address, providerMessageId: m.provider_message_id, attempts: m.attempts, rendered: await contentAsSent(deps, m as StoredMessage),
     createdAt: m.created_at.toISOString(), sentAt: m.sent_at?.toISOString() ?? null, updatedAt: m.updated_at.toISOString(),
     events: events.map((e) => ({ kind: e.kind, occurredAt: e.occurred_at.toISOString(), data: e.data })),
   };

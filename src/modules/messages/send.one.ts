@@ -7,6 +7,7 @@ import type { SendOutcome } from '../../providers/types.ts';
 import { inWindow, nextLocalTime } from '../../time/local-time.ts';
 import { customerContext, fieldLayout, TemplateError, type CompiledTemplate } from '../templates/render.ts';
 import type { TemplateChannel } from '../templates/templates.schemas.ts';
+import { leanContent } from './as-sent.ts';
 import { composePayload, trackingUrls } from './compose.ts';
 import { k, type Context } from './send.context.ts';
 import type { ClaimedMessage, SendResult } from './send.ledger.ts';
@@ -89,10 +90,11 @@ export async function sendOne(deps: Pick<Deps, 'config' | 'providers' | 'clock'>
     }
     return notSent(`render_error: ${message}`.slice(0, 500));
   }
+  const pieces = htmlPieces(template.compiled, parts);
   const composed = composePayload({
     channel: m.channel as TemplateChannel, content: template.content, values, settings: config.settings, defaultSender: rules.defaultSender,
     address, subscription: subscription ?? null, urls, publicUrl: deps.config.publicUrl, channelConfigId: config.id, messageId: m.id,
-    htmlPieces: htmlPieces(template.compiled, parts),
+    htmlPieces: pieces,
   });
   if ('error' in composed) return notSent(composed.error);
   const provider = deps.providers[config.provider];
@@ -107,7 +109,8 @@ export async function sendOne(deps: Pick<Deps, 'config' | 'providers' | 'clock'>
     outcome = { kind: 'unknown', reason: (error as Error).message };
   }
   const encoded = composed.payload.kind === 'email' ? composed.payload.encoded : undefined;
-  const sent = { ...base, toAddress: address || null, rendered: composed.rendered, ...(encoded ? { encoded } : {}), started: true };
+  // Stored lean (as-sent.ts): an email's html as its layout's values, rebuilt when read.
+  const sent = { ...base, toAddress: address || null, rendered: leanContent(composed.rendered, pieces), ...(encoded ? { encoded } : {}), started: true };
   switch (outcome.kind) {
     case 'sent':
       return { ...sent, status: 'sent', providerMessageId: outcome.providerMessageId };

@@ -7,6 +7,7 @@ import type { Deps } from '../../deps.ts';
 import { notFound } from '../../http/errors.ts';
 import { problems } from '../../http/problem.ts';
 import type { App } from '../../http/types.ts';
+import { contentAsSent, type StoredMessage } from '../messages/as-sent.ts';
 import { applyMessageEvents, type MessageEventKind } from '../messages/message-events.ts';
 import { verifyToken, type TokenKind } from './tokens.ts';
 
@@ -31,8 +32,8 @@ export async function trackingRoutes(app: App, deps: Deps) {
   const record = (claims: { workspaceId: string; messageId: string }, kind: MessageEventKind, data: Record<string, unknown>) =>
     applyMessageEvents(deps.database.sql, [{ workspaceId: claims.workspaceId, messageId: claims.messageId, kind, occurredAt: deps.clock.now(), data }]);
   const messageOf = async (claims: { workspaceId: string; messageId: string }) => {
-    const [m] = await deps.database.sql<{ rendered: Record<string, unknown> | null; channel: string }[]>`
-      select rendered, channel from messages where workspace_id = ${claims.workspaceId} and id = ${claims.messageId}`;
+    const [m] = await deps.database.sql<(StoredMessage & { channel: string })[]>`
+      select workspace_id, id, template_id, template_version, rendered, channel from messages where workspace_id = ${claims.workspaceId} and id = ${claims.messageId}`;
     if (!m) throw notFound('Message');
     return m;
   };
@@ -97,7 +98,8 @@ export async function trackingRoutes(app: App, deps: Deps) {
       const claims = claimsOf(request.params.token, kind);
       const message = await messageOf(claims);
       if (kind === 'forward') await record(claims, 'forwarded', touch(request));
-      const body = typeof message.rendered?.html === 'string' ? message.rendered.html : html('Message', `<pre>${escape(String(message.rendered?.text ?? ''))}</pre>`);
+      const rendered = await contentAsSent(deps, message);
+      const body = typeof rendered?.html === 'string' ? rendered.html : html('Message', `<pre>${escape(String(rendered?.text ?? ''))}</pre>`);
       return reply.type('text/html').header('cache-control', 'no-store, private').header('x-robots-tag', 'noindex').send(body);
     });
   }
