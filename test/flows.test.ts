@@ -492,8 +492,9 @@ t.test('dry run: what the draft would do over a past period, sending nothing and
   t.same(report.messages, [{ nodeId: 'mail', channel: 'email', count: 20, cost: 0.2 }, { nodeId: 'remind', channel: 'email', count: 10, cost: 0.1 }]);
   t.equal(Math.round(report.totalCost * 100) / 100, 0.3);
   const left = await sql`select (select count(*)::int from messages where workspace_id = ${workspaceId}) as m, (select count(*)::int from flow_entries where workspace_id = ${workspaceId}) as e,
-    (select count(*)::int from flow_decisions where workspace_id = ${workspaceId}) as d, (select count(*)::int from flow_limits where workspace_id = ${workspaceId}) as l`;
-  t.same(left[0], { m: 0, e: 0, d: 0, l: 0 }, 'nothing sent, nothing written');
+    (select count(*)::int from flow_decisions where workspace_id = ${workspaceId}) as d, (select count(*)::int from flow_limits where workspace_id = ${workspaceId}) as l,
+    (select count(*)::int from flow_node_counts where workspace_id = ${workspaceId}) as c`;
+  t.same(left[0], { m: 0, e: 0, d: 0, l: 0, c: 0 }, 'nothing sent, nothing written, nothing counted');
   t.equal((await call('POST', `/v1/flows/${id}/dry-run`, { since: '2026-06-01T00:00:00Z', version: 'active' })).statusCode, 404, 'no active version yet');
 });
 

@@ -130,3 +130,44 @@ t.test('0012, 0015: customer_actions and message_queue without foreign keys stil
   t.equal(await assigned!, 0, 'nothing for a message deleted meanwhile');
   t.equal(await count(kept), 0);
 });
+
+t.test('0017 flow_node_counts: the stats so far are counted from the decisions, entries under way learn where they have been', async (t) => {
+  const db = await createTestDatabase();
+  t.teardown(db.drop);
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  t.teardown(() => sql.end());
+  await sql`drop schema public cascade; drop schema if exists drizzle cascade; create schema public`.simple();
+  await migrateBefore(db.url, '0017_flow_node_counts');
+
+  const ws = newId();
+  const flow = newId();
+  const at = new Date('2026-11-20T10:00:00Z');
+  await sql`insert into workspaces (id, name) values (${ws}, 'before 0017')`;
+  const [waiting, done] = [newId(), newId()];
+  await sql`
+    insert into flow_entries (workspace_id, id, flow_id, customer_id, version, node_id, state, wake_at, entered_at, updated_at)
+    values (${ws}, ${waiting}, ${flow}, ${newId()}, 1, 'w', 'active', ${at}, ${at}, ${at}), (${ws}, ${done}, ${flow}, ${newId()}, 1, 'end', 'done', ${at}, ${at}, ${at})`;
+  // The waiting entry: start and its arrival at w in one tick; the other went through w twice (a cycle) and ended.
+  const decide = (entry: string, nodes: string[], branches: (string | null)[]) => sql`
+    insert into flow_decisions (workspace_id, id, flow_id, version, entry_id, customer_id, node_ids, node_types, branches, reasons, at)
+    values (${ws}, ${newId()}, ${flow}, 1, ${entry}, ${newId()}, ${nodes}, ${nodes.map(() => 'x')}, ${branches as string[]}, ${sql.json(nodes.map(() => ({})))}, ${at})`;
+  await decide(waiting, ['start', 'w'], ['', null]);
+  await decide(done, ['start', 'w'], ['', null]);
+  await decide(done, ['w', 'w'], ['timeout', null]);
+  await decide(done, ['w', 'end'], ['event', null]);
+
+  await runMigrations(db.url);
+  const counts = await sql<{ node_id: string; branch: string | null; entered: number; decisions: number }[]>`
+    select node_id, branch, sum(entered)::int as entered, sum(decisions)::int as decisions from flow_node_counts where flow_id = ${flow} group by 1, 2 order by 1, 2 nulls first`;
+  t.same(counts, [
+    { node_id: 'end', branch: null, entered: 1, decisions: 1 },
+    { node_id: 'start', branch: null, entered: 2, decisions: 0 },
+    { node_id: 'start', branch: '', entered: 0, decisions: 2 },
+    { node_id: 'w', branch: null, entered: 2, decisions: 3 },
+    { node_id: 'w', branch: 'event', entered: 0, decisions: 1 },
+    { node_id: 'w', branch: 'timeout', entered: 0, decisions: 1 },
+  ], 'entered: distinct entries per node; decisions per node and branch');
+  const visited = await sql<{ id: string; visited: string[] }[]>`select id, visited from flow_entries where flow_id = ${flow}`;
+  t.same(visited.find((e) => e.id === waiting)?.visited.sort(), ['start', 'w'], 'the entry under way knows its nodes');
+  t.same(visited.find((e) => e.id === done)?.visited, [], 'a done entry never moves again: left empty');
+});

@@ -45,3 +45,14 @@ export const flowScheduleJob: JobDefinition = {
     while ((await enterScheduled(deps)) > 0);
   },
 };
+
+/** Folds the flows' stats counts (flow_node_counts): a tick appends a few rows, this keeps them few. */
+export const flowCountsFoldJob: JobDefinition = {
+  name: 'flow-counts-fold',
+  queue: { retryLimit: 1, expireInSeconds: 300, policy: 'singleton' } as never,
+  cron: '*/10 * * * *',
+  handler: async (deps) => {
+    const { compactFlowCounts } = await import('../modules/flows/flows.stats.ts');
+    await compactFlowCounts(deps.database.sql);
+  },
+};

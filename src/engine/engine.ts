@@ -28,6 +28,10 @@ export interface Entry {
   hops: number;
   /** The context as claimed: an entry whose context is still this object is not rewritten. */
   claimedContext?: Record<string, unknown>;
+  /** The nodes it had decisions at when claimed (flow_entries.visited). */
+  visited?: string[];
+  /** The nodes it has a decision at for the first time this tick, in order (countDecisions). */
+  added?: string[];
 }
 
 export interface Decision {
@@ -168,6 +172,7 @@ function leave(e: Entry, reason: string, now: Date): void {
 }
 
 interface ClaimedRow {
+  visited: string[];
   workspace_id: string;
   id: string;
   flow_id: string;
@@ -184,17 +189,19 @@ export async function tick(deps: Pick<Deps, 'database' | 'boss' | 'clock'>, batc
   const now = deps.clock.now();
   return deps.database.sql.begin(async (tx) => {
     const rows = await tx<ClaimedRow[]>`
-      select workspace_id, id, flow_id, customer_id, version, node_id, context, entered_at, wake_at from flow_entries
+      select workspace_id, id, flow_id, customer_id, version, node_id, context, entered_at, wake_at, visited from flow_entries
       where state = 'active' and wake_at <= ${now} order by wake_at limit ${batch} for update skip locked`;
     if (!rows.length) return 0;
     const entries: Entry[] = rows.map((r) => ({
       workspaceId: r.workspace_id, id: r.id, flowId: r.flow_id, customerId: r.customer_id, version: r.version, nodeId: r.node_id,
-      context: r.context, enteredAt: r.entered_at, state: 'active', wakeAt: r.wake_at, waitingFor: null, exitReason: null, hops: 0, claimedContext: r.context,
+      context: r.context, enteredAt: r.entered_at, state: 'active', wakeAt: r.wake_at, waitingFor: null, exitReason: null, hops: 0, claimedContext: r.context, visited: r.visited,
     }));
     const launches: Run['launches'] = new Map();
     const decisions = await advance(tx, deps, entries, { now, launches });
+    const counts = countDecisions(decisions);
     await writeEntries(tx, entries, launches, now);
     await writeDecisions(tx, decisions, now);
+    await writeCounts(tx, counts);
     return rows.length;
   });
 }
@@ -220,11 +227,12 @@ async function writeEntries(tx: TransactionSql, entries: Entry[], launches: Run[
   // Handlers replace an entry's context when they change it: unchanged ones are not sent back.
   const col = <T>(f: (e: Entry) => T) => entries.map(f);
   await tx`
-    update flow_entries f set node_id = u.node_id, state = u.state, wake_at = u.wake_at::timestamptz, waiting_for = nullif(u.waiting_for, ''),
+    update flow_entries f set node_id = u.node_id, state = u.state, visited = case when u.added = '' then f.visited else f.visited || u.added::text[] end, wake_at = u.wake_at::timestamptz, waiting_for = nullif(u.waiting_for, ''),
       context = coalesce(nullif(u.context, '')::jsonb, f.context), exit_reason = nullif(u.exit_reason, ''), exited_at = case when u.state = 'done' then ${now}::timestamptz end, updated_at = ${now}
     from unnest(${plainArray(col((e) => e.workspaceId))}::uuid[], ${plainArray(col((e) => e.id))}::uuid[], ${plainArray(col((e) => e.nodeId))}::text[], ${plainArray(col((e) => e.state))}::text[],
       ${plainArray(col((e) => e.wakeAt.toISOString()))}::text[], ${textArray(col((e) => e.waitingFor ?? ''))}::text[], ${textArray(col((e) => (e.context === e.claimedContext ? '' : JSON.stringify(e.context))))}::text[],
-      ${textArray(col((e) => e.exitReason ?? ''))}::text[]) as u(workspace_id, id, node_id, state, wake_at, waiting_for, context, exit_reason)
+      ${textArray(col((e) => e.exitReason ?? ''))}::text[], ${textArray(col((e) => (e.added ? textArray(e.added) : '')))}::text[])
+      as u(workspace_id, id, node_id, state, wake_at, waiting_for, context, exit_reason, added)
     where f.workspace_id = u.workspace_id and f.id = u.id`;
   // Each customer's flow_customers row is written once per tick: the launch (re-entry counts
   // from it) and the end of its in-flight entry together. A customer can have several entries
@@ -253,6 +261,52 @@ async function writeEntries(tx: TransactionSql, entries: Entry[], launches: Run[
         as u(w, f, c, launched, once, done)
       where fc.workspace_id = u.w and fc.flow_id = u.f and fc.customer_id = u.c`;
   }
+}
+
+/** One row of flow_node_counts in the making: a node's first visits, or its decisions with one branch. */
+interface NodeCount {
+  workspaceId: string;
+  flowId: string;
+  nodeId: string;
+  branch: string | null;
+  entered: number;
+  decisions: number;
+}
+
+/**
+ * A tick's contribution to its flows' stats: per node, the entries there for the first time
+ * (an entry's visited nodes, plus those it reached earlier in this tick; a wait's leaving and a
+ * cycle's return are not new), and per node and branch, the decisions. Notes each entry's new
+ * nodes in `added`, for writeEntries.
+ */
+export function countDecisions(decisions: Decision[]): NodeCount[] {
+  const counts = new Map<string, NodeCount>();
+  const at = (e: Entry, nodeId: string, branch: string | null) => {
+    const key = `${e.workspaceId}/${e.flowId}/${nodeId}\u0000${branch ?? '\u0000'}`;
+    let c = counts.get(key);
+    if (!c) counts.set(key, (c = { workspaceId: e.workspaceId, flowId: e.flowId, nodeId, branch, entered: 0, decisions: 0 }));
+    return c;
+  };
+  for (const d of decisions) {
+    const e = d.entry;
+    if (!e.visited?.includes(d.nodeId) && !e.added?.includes(d.nodeId)) {
+      (e.added ??= []).push(d.nodeId);
+      at(e, d.nodeId, null).entered++;
+    }
+    at(e, d.nodeId, d.branch).decisions++;
+  }
+  return [...counts.values()];
+}
+
+async function writeCounts(tx: TransactionSql, counts: NodeCount[]): Promise<void> {
+  if (!counts.length) return;
+  const col = <T>(f: (c: NodeCount) => T) => counts.map(f);
+  await tx`
+    insert into flow_node_counts (workspace_id, id, flow_id, node_id, branch, entered, decisions)
+    select u.w, u.id, u.f, u.n, u.b, u.entered, u.decisions
+    from unnest(${plainArray(col((c) => c.workspaceId))}::uuid[], ${plainArray(col(() => newId()))}::uuid[], ${plainArray(col((c) => c.flowId))}::uuid[],
+      ${textArray(col((c) => c.nodeId))}::text[], ${textArray(col((c) => c.branch))}::text[], ${plainArray(col((c) => c.entered))}::bigint[], ${plainArray(col((c) => c.decisions))}::bigint[])
+      as u(w, id, f, n, b, entered, decisions)`;
 }
 
 async function writeDecisions(tx: TransactionSql, decisions: Decision[], now: Date): Promise<void> {

@@ -3,7 +3,7 @@ import { importJob } from '../modules/imports/imports.job.ts';
 import { idempotencyCleanupJob } from '../http/idempotency.ts';
 import { sendJob } from '../modules/messages/send.worker.ts';
 import { actionRunJob, actionSchedulerJob, actionTriggerJob } from '../modules/actions/actions.runs.ts';
-import { flowScheduleJob, flowTickJob } from '../engine/engine.jobs.ts';
+import { flowCountsFoldJob, flowScheduleJob, flowTickJob } from '../engine/engine.jobs.ts';
 import type { JobDefinition } from './queue.ts';
 
-export const jobs: JobDefinition<any>[] = [importJob, idempotencyCleanupJob, sendJob, actionSchedulerJob, actionRunJob, actionTriggerJob, flowTickJob, flowScheduleJob];
+export const jobs: JobDefinition<any>[] = [importJob, idempotencyCleanupJob, sendJob, actionSchedulerJob, actionRunJob, actionTriggerJob, flowTickJob, flowScheduleJob, flowCountsFoldJob];

@@ -64,6 +64,8 @@ export const flowEntries = pgTable(
     updatedAt: timestamp({ withTimezone: true }).notNull(),
     exitedAt: timestamp({ withTimezone: true }),
     exitReason: text(),
+    /** The nodes this entry has a decision at: the engine counts its first visit of each (flow_node_counts). */
+    visited: text().array().notNull().default(sql`'{}'::text[]`),
   },
   (t) => [
     primaryKey({ columns: [t.workspaceId, t.id] }),
@@ -119,6 +121,27 @@ export const flowDecisions = pgTable(
     index('flow_decisions_customer_idx').on(t.workspaceId, t.customerId, t.at),
     index('flow_decisions_flow_idx').on(t.workspaceId, t.flowId),
   ],
+);
+
+/**
+ * The per-node counts of a flow's stats, kept as the engine decides: each tick appends a row per
+ * node and branch it touched (`entered`: entries at the node for the first time, `decisions`:
+ * decisions there with that branch; branch null for a node's entries and branch-less decisions),
+ * so no row is ever updated by two ticks. The stats sum them: O(rows), not O(decisions). A
+ * periodic job folds a flow's rows into one per node and branch (compactFlowCounts).
+ */
+export const flowNodeCounts = pgTable(
+  'flow_node_counts',
+  {
+    workspaceId: uuid().notNull(),
+    id: uuid().notNull(),
+    flowId: uuid().notNull(),
+    nodeId: text().notNull(),
+    branch: text(),
+    entered: bigint({ mode: 'number' }).notNull().default(0),
+    decisions: bigint({ mode: 'number' }).notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.workspaceId, t.id] }), index('flow_node_counts_flow_idx').on(t.workspaceId, t.flowId)],
 );
 
 /** Caps of limitation nodes, shared by every customer and process: one row per node and period. */

@@ -1,6 +1,7 @@
 // Live per-node counts of a flow, and the dry run: the draft (or the active version) run
 // against real customers and the events of a past period, with waits collapsed, in a
 // transaction that is rolled back, so that nothing is sent and nothing changes.
+import type { Sql } from 'postgres';
 import type { Deps } from '../../deps.ts';
 import { notFound } from '../../http/errors.ts';
 import { newId } from '../../ids.ts';
@@ -17,9 +18,11 @@ export async function flowStats(deps: D, workspaceId: string, id: string, q: Sta
   const flow = await findFlow(sql, workspaceId, id);
   const version = flow.active_version ?? flow.draft_version;
   const graph: FlowGraph = version ? (await versionRow(sql, workspaceId, id, version)).graph : { nodes: [], edges: [] };
-  const [entered, branches, here, totals] = await Promise.all([
-    sql<{ node_id: string; n: number }[]>`select node_id, count(distinct entry_id)::int as n from flow_decision_list where workspace_id = ${workspaceId} and flow_id = ${id} group by node_id`,
-    sql<{ node_id: string; branch: string; n: number }[]>`select node_id, branch, count(*)::int as n from flow_decision_list where workspace_id = ${workspaceId} and flow_id = ${id} and branch is not null group by 1, 2`,
+  // The counts the engine keeps as it decides (flow_node_counts): O(rows since the last fold), not O(decisions).
+  const [counts, here, totals] = await Promise.all([
+    sql<{ node_id: string; branch: string | null; entered: number; decisions: number }[]>`
+      select node_id, branch, sum(entered)::float8 as entered, sum(decisions)::float8 as decisions from flow_node_counts
+      where workspace_id = ${workspaceId} and flow_id = ${id} group by 1, 2`,
     sql<{ node_id: string; state: string; exit_reason: string | null; n: number }[]>`select node_id, state, exit_reason, count(*)::int as n from flow_entries where workspace_id = ${workspaceId} and flow_id = ${id} group by 1, 2, 3`,
     sql<{ state: string; n: number }[]>`select state, count(*)::int as n from flow_entries where workspace_id = ${workspaceId} and flow_id = ${id} group by 1`,
   ]);
@@ -37,14 +40,39 @@ export async function flowStats(deps: D, workspaceId: string, id: string, q: Sta
   return {
     nodes: graph.nodes.map((node) => ({
       nodeId: node.id, type: node.type,
-      entered: entered.find((r) => r.node_id === node.id)?.n ?? 0,
+      entered: counts.filter((r) => r.node_id === node.id && r.branch === null).reduce((s, r) => s + r.entered, 0),
       waiting: here.filter((r) => r.node_id === node.id && r.state !== 'done').reduce((s, r) => s + r.n, 0),
-      branches: Object.fromEntries(branches.filter((r) => r.node_id === node.id).map((r) => [r.branch || 'next', r.n])),
+      branches: Object.fromEntries(counts.filter((r) => r.node_id === node.id && r.branch !== null).map((r) => [r.branch || 'next', r.decisions])),
       exited: Object.fromEntries(here.filter((r) => r.node_id === node.id && r.state === 'done').map((r) => [r.exit_reason ?? 'unknown', r.n])),
       ...(conversions.has(node.id) ? { conversions: conversions.get(node.id)! } : {}),
     })),
     entries: { active: 0, paused: 0, done: 0, ...Object.fromEntries(totals.map((r) => [r.state, r.n])) },
   };
+}
+
+/** Flows with more count rows than this are folded by compactFlowCounts. */
+const FOLD_ABOVE = 64;
+
+/**
+ * Folds the count rows of each flow that has piled up more than `above` into one row per node
+ * and branch. One statement per flow deletes the rows it sums and inserts the sums, so a reader
+ * sees the rows before or after, never half; rows a tick adds meanwhile are not in its snapshot
+ * and stay; two folds of one flow at once each sum only the rows they deleted. Returns the
+ * number of flows folded.
+ */
+export async function compactFlowCounts(sql: Sql, above = FOLD_ABOVE): Promise<number> {
+  const flows = await sql<{ workspace_id: string; flow_id: string }[]>`
+    select workspace_id, flow_id from flow_node_counts group by 1, 2 having count(*) > ${above}`;
+  for (const f of flows) {
+    await sql`
+      with gone as (
+        delete from flow_node_counts where workspace_id = ${f.workspace_id} and flow_id = ${f.flow_id}
+        returning node_id, branch, entered, decisions
+      )
+      insert into flow_node_counts (workspace_id, id, flow_id, node_id, branch, entered, decisions)
+      select ${f.workspace_id}, gen_random_uuid(), ${f.flow_id}, node_id, branch, sum(entered), sum(decisions) from gone group by node_id, branch`;
+  }
+  return flows.length;
 }
 
 class RolledBack extends Error {}
