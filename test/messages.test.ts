@@ -28,6 +28,9 @@ function scripted(outcomes: SendOutcome[]): Provider & { requests: SendRequest[]
   };
 }
 
+/** The message's one-click unsubscribe path (its List-Unsubscribe link, as stored in the view). */
+const unsubscribeLinkOf = (view: { rendered: { links: string[] } }) => new URL(view.rendered.links.find((l) => l.includes('/t/u/'))!).pathname;
+
 /** Puts `provider` in the sandbox's place for one test; the sandbox is back when the test ends. */
 function useProvider<P extends Provider>(t: { teardown(fn: () => void): void }, provider: P): P {
   deps.providers.sandbox = provider;
@@ -123,10 +126,20 @@ t.test('tracking: opens, clicks to the original URL, one-click unsubscribe; stat
 
   await applyMessageEvents(sql, [{ workspaceId: s.workspaceId, messageId: id!, kind: 'delivered', occurredAt: herald.clock.now(), providerEventId: 'late-delivery' }]);
   t.equal((await statusOf(id!)).status, 'clicked', 'a late "delivered" does not move the status back');
-  t.match(ats.find((a: { kind: string }) => a.kind === 'delivered'), { customers: 0 });
+  const late = (await s.call('GET', `/v1/action-templates?sourceType=action&sourceId=${source}`)).json().data;
+  t.match(late.find((a: { kind: string }) => a.kind === 'delivered'), { customers: 1 }, 'but what happened is recorded: the customer gets "delivered"');
+  t.match(late.find((a: { kind: string }) => a.kind === 'clicked'), { customers: 1 });
 
   const tampered = clicks[0]!.slice(0, -1) + (clicks[0]!.endsWith('A') ? 'B' : 'A');
   t.equal((await anonymous('GET', tampered)).statusCode, 404, 'a token tampered by one byte is a 404');
+  for (const byte of ['.', '=', '~', '!', '%2B', '%2F', '%00']) {
+    for (const path of [clicks[0]!, pixel, unsubscribeLinkOf(view)]) {
+      const changed = path.slice(0, -1) + byte;
+      const res = await anonymous(path.startsWith('/t/u/') ? 'POST' : 'GET', changed);
+      t.equal(res.statusCode, 404, `${changed.slice(0, 5)}: the last byte changed to ${byte}: 404`);
+      t.match(res.headers['content-type'], /^application\/problem\+json/);
+    }
+  }
   t.equal((await anonymous('GET', pixel.replace('/t/o/', '/t/c/'))).statusCode, 404, 'an open token is not a click token');
 
   const unsubscribe = clicks[1]!;

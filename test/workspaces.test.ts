@@ -66,6 +66,23 @@ t.test('scopes: a read key cannot write', async (t) => {
   t.match(res.json().detail, /write/);
 });
 
+t.test('only the root token lifts the SSRF guard (allowPrivateNetworkTargets); a key may keep it or turn it off', async (t) => {
+  const { workspaceId, call } = await workspaceWithKey(app);
+  const settings = (allow: boolean) => ({ settings: { quietHours: { start: '22:00', end: '08:00', behavior: 'skip' }, allowPrivateNetworkTargets: allow } });
+  const stored = async () => (await root('GET', `/v1/workspaces/${workspaceId}`)).json().settings;
+  const refused = await call('PATCH', `/v1/workspaces/${workspaceId}`, settings(true));
+  t.equal(refused.statusCode, 403, refused.body);
+  t.match(refused.json(), { status: 403, detail: /root token/ });
+  t.same(await stored(), {}, 'nothing written');
+  t.equal((await call('PATCH', `/v1/workspaces/${workspaceId}`, settings(false))).statusCode, 200, 'a key may say false');
+  t.equal((await root('PATCH', `/v1/workspaces/${workspaceId}`, settings(true))).statusCode, 200, 'the root token may say true');
+  t.equal((await call('PATCH', `/v1/workspaces/${workspaceId}`, { ...settings(true), name: 'renamed' })).statusCode, 200, 'a key may keep what the root token allowed');
+  t.match(await stored(), { allowPrivateNetworkTargets: true });
+  t.equal((await call('PATCH', `/v1/workspaces/${workspaceId}`, settings(false))).statusCode, 200, 'and turn it off');
+  t.equal((await call('PATCH', `/v1/workspaces/${workspaceId}`, settings(true))).statusCode, 403, 'but not on again');
+  t.match(await stored(), { allowPrivateNetworkTargets: false });
+});
+
 t.test('bad workspace input', async (t) => {
   const bad = await root('POST', '/v1/workspaces', { name: 'x', timeZone: 'Mars/Olympus' });
   t.equal(bad.statusCode, 400);

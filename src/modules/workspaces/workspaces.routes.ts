@@ -36,7 +36,7 @@ export async function workspaceRoutes(app: App, deps: Deps) {
     config: { access: 'root-or-workspace' },
     schema: {
       operationId: 'updateWorkspace', tags, summary: 'Rename a workspace, change its time zone or its sending rules (quiet hours, caps, default sender)',
-      description: 'The root token, or a key of the workspace with the write scope. Settings are replaced as a whole.',
+      description: 'The root token, or a key of the workspace with the write scope. Settings are replaced as a whole. Only the root token can turn `allowPrivateNetworkTargets` on (a key gets 403; it may keep it or turn it off).',
       params: IdParams,
       body: UpdateWorkspaceBody,
       response: { 200: Ref(Workspace), ...problems(400, 401, 403, 404) },
@@ -45,7 +45,7 @@ export async function workspaceRoutes(app: App, deps: Deps) {
     const p = request.principal;
     if (p?.kind === 'key' && p.workspaceId !== request.params.id) throw notFound('Workspace');
     if (p?.kind === 'key' && !p.scopes.includes('write')) throw forbidden('This API key lacks the "write" scope');
-    return updateWorkspace(deps, request.params.id, request.body);
+    return updateWorkspace(deps, request.params.id, request.body, p?.kind !== 'key');
   });
 
   app.post('/v1/workspaces/:id/api-keys', {

@@ -3,7 +3,7 @@ import { and, asc, eq, isNull } from 'drizzle-orm';
 import type { Db } from '../../db/client.ts';
 import { apiKeys, workspaces } from '../../db/schema/index.ts';
 import type { Deps } from '../../deps.ts';
-import { invalid, notFound } from '../../http/errors.ts';
+import { forbidden, invalid, notFound } from '../../http/errors.ts';
 import { hashToken } from '../../http/auth.ts';
 import { checkTimeZone } from '../../http/schemas.ts';
 import { newId } from '../../ids.ts';
@@ -38,8 +38,20 @@ export async function getWorkspace(deps: Pick<Deps, 'db'>, id: string): Promise<
 
 const toWorkspace = (r: typeof workspaces.$inferSelect) => ({ id: r.id, name: r.name, timeZone: r.timeZone, settings: r.settings as WorkspaceSettings, createdAt: r.createdAt.toISOString() });
 
-export async function updateWorkspace(deps: Pick<Deps, 'db'>, id: string, body: UpdateWorkspaceBody): Promise<Workspace> {
+/**
+ * `byRoot`: the caller is the root token. A workspace key may turn allowPrivateNetworkTargets off
+ * or keep it as it is, never on: it is the SSRF guard of the workspace's own webhooks and base
+ * URLs, for the operator to lift (local testing), not for whoever can write templates.
+ */
+export async function updateWorkspace(deps: Pick<Deps, 'db'>, id: string, body: UpdateWorkspaceBody, byRoot: boolean): Promise<Workspace> {
   checkTimeZone(body.timeZone);
+  if (!byRoot && body.settings?.allowPrivateNetworkTargets === true) {
+    const current = await deps.db.query.workspaces.findFirst({ where: eq(workspaces.id, id), columns: { settings: true } });
+    if (!current) throw notFound('Workspace');
+    if ((current.settings as WorkspaceSettings).allowPrivateNetworkTargets !== true) {
+      throw forbidden('Only the root token can allow private network targets (settings.allowPrivateNetworkTargets)');
+    }
+  }
   const set: Partial<typeof workspaces.$inferInsert> = {};
   if (body.name) set.name = body.name;
   if (body.timeZone) set.timeZone = body.timeZone;
