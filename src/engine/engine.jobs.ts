@@ -50,7 +50,9 @@ export const flowScheduleJob: JobDefinition = {
 export const flowCountsFoldJob: JobDefinition = {
   name: 'flow-counts-fold',
   queue: { retryLimit: 1, expireInSeconds: 300, policy: 'singleton' } as never,
-  cron: '*/10 * * * *',
+  // A flow under steady traffic appends ~1,000 rows a second (a tick per burst of events): summed
+  // in ~7 ms per 33,000 rows, folded in ~30 ms (bench:flow's database).
+  cron: '* * * * *',
   handler: async (deps) => {
     const { compactFlowCounts } = await import('../modules/flows/flows.stats.ts');
     await compactFlowCounts(deps.database.sql);
