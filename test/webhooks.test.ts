@@ -205,6 +205,76 @@ t.test('spam reports, hard bounces and unsubscribes take the address off the lis
   }
 });
 
+t.test('every SendGrid event type: its event, status, action template and consent', async (t) => {
+  const cases = [
+    // [SendGrid type, extra fields, Herald's event kind, the message's status after, the action template, consent after]
+    ['processed', {}, 'processed', 'sent', null, []],
+    ['deferred', {}, 'deferred', 'sent', null, []],
+    ['delivered', {}, 'delivered', 'delivered', 'delivered', []],
+    ['open', {}, 'opened', 'opened', 'opened', []],
+    ['click', {}, 'clicked', 'clicked', 'clicked', []],
+    ['bounce', { type: 'bounce' }, 'bounced', 'bounced', 'bounced', ['unsubscribed']],
+    ['bounce', { type: 'blocked', reason: 'try later' }, 'bounced', 'bounced', 'bounced', []],
+    ['dropped', {}, 'failed', 'failed', 'failed', []],
+    ['spamreport', {}, 'complained', 'complained', 'complained', ['unsubscribed']],
+    ['unsubscribe', {}, 'unsubscribed', 'unsubscribed', 'unsubscribed', ['unsubscribed']],
+    ['group_unsubscribe', {}, 'unsubscribed', 'unsubscribed', 'unsubscribed', ['unsubscribed']],
+    ['group_resubscribe', {}, 'resubscribed', 'sent', null, []],
+  ] as const;
+  for (const [type, extra, kind, status, action, consent] of cases) {
+    const label = `${type}${'type' in extra ? ` (${extra.type})` : ''}`;
+    const s = await sentEmail(`all-${type}-${'type' in extra ? extra.type : 'x'}`);
+    const batch = JSON.stringify([sendgridEvent(type, `sg-all-${type}`, { ...args(s), ...extra })]);
+    const res = await post(s.config, batch, eventWebhookHeaders(keys.privateKey, batch, nowSeconds()));
+    t.same(res.json(), { stored: 1, duplicates: 0, unknownMessages: 0, ignored: 0 }, `${label}: stored`);
+    const message = (await s.call('GET', `/v1/messages/${s.messageId}`)).json();
+    t.same(message.events.map((e: { kind: string }) => e.kind), [kind], `${label}: recorded as ${kind}`);
+    t.equal(message.status, status, `${label}: status ${status}`);
+    const ats = (await s.call('GET', `/v1/action-templates?sourceType=action&sourceId=${s.source}`)).json().data as { kind: string; customers: number }[];
+    t.same(ats.filter((a) => a.customers > 0).map((a) => a.kind).sort(), ['sent', ...(action ? [action] : [])].sort(), `${label}: action templates`);
+    const consents = (await s.call('GET', `/v1/customers/${s.customer}`)).json().consents as { status: string }[];
+    t.same(consents.map((c) => c.status), consent, `${label}: consent`);
+  }
+});
+
+t.test('an SMS refused because the recipient replied STOP (Twilio 21610) is their unsubscribe; every channel has its own set of action templates', async (t) => {
+  const ws = await workspaceWithKey(app);
+  const accountSid = `AC${'2'.repeat(32)}`;
+  const config = (await ws.call('POST', '/v1/channel-configs', { name: 'sms', provider: 'twilio', settings: { accountSid, from: '+15005550006' }, secrets: { authToken: 'tw-stop' } })).json().id;
+  const template = (await ws.call('POST', '/v1/templates', { name: 't', channel: 'sms', content: { text: 'hi' } })).json().id;
+  const customer = (await ws.call('POST', '/v1/customers', { externalId: 'stop', phone: '+33612345679', custom: { plan: 'gold' } })).json().id;
+  const action = await ws.call('POST', '/v1/actions', { name: 'SMS', kind: 'single_send', channel: 'sms', channelConfigId: config, templateId: template, audience: { type: 'field', field: 'custom.plan', op: 'eq', value: 'gold' } });
+  t.equal(action.statusCode, 201, action.body);
+  const kinds = async (sourceId: string) => ((await ws.call('GET', `/v1/action-templates?sourceType=action&sourceId=${sourceId}`)).json().data as { kind: string }[]).map((a) => a.kind).sort();
+  t.same(await kinds(action.json().id), ['delivered', 'failed', 'not_sent', 'sent', 'unsubscribed'], 'SMS: no clicked (its links are not tracked), no opened');
+  for (const [channel, settings, content, expected] of [
+    ['web_push', {}, { title: 't', body: 'b' }, ['clicked', 'delivered', 'failed', 'not_sent', 'opened', 'sent']],
+    ['webhook', {}, { method: 'POST', url: 'https://hooks.example/x' }, ['failed', 'not_sent', 'sent']],
+  ] as const) {
+    const c = (await ws.call('POST', '/v1/channel-configs', { name: channel, provider: 'sandbox', channel, settings })).json().id;
+    const tp = (await ws.call('POST', '/v1/templates', { name: channel, channel, content })).json().id;
+    const a = await ws.call('POST', '/v1/actions', { name: channel, kind: 'single_send', channel, channelConfigId: c, templateId: tp, audience: { type: 'field', field: 'custom.plan', op: 'eq', value: 'gold' } });
+    t.equal(a.statusCode, 201, a.body);
+    t.same(await kinds(a.json().id), expected, `${channel}: its own set`);
+  }
+
+  const [id] = await sql.begin((tx) => enqueueMessages(tx, deps.boss, [{ workspaceId: ws.workspaceId, customerId: customer, channel: 'sms', channelConfigId: config, templateId: template, templateVersion: 1, sourceType: 'action', sourceId: action.json().id }], herald.clock.now()));
+  const previous = deps.providers.twilio;
+  deps.providers.twilio = fixed('SM-stop');
+  await sendDueMessages(deps);
+  deps.providers.twilio = previous!;
+  const path = `/webhooks/sms/${config}?message=${id}`;
+  const params = new URLSearchParams({ MessageSid: 'SM-stop', MessageStatus: 'undelivered', ErrorCode: '21610', AccountSid: accountSid, To: '+33612345679' });
+  const res = await app.inject({ method: 'POST', url: path, payload: params.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': twilioSignature('tw-stop', `${deps.config.publicUrl}${path}`, params) } });
+  t.same(res.json(), { stored: 1, duplicates: 0, unknownMessages: 0, ignored: 0 });
+  const message = (await ws.call('GET', `/v1/messages/${id}`)).json();
+  t.equal(message.status, 'unsubscribed');
+  t.match(message.events, [{ kind: 'unsubscribed', data: { errorCode: '21610' } }]);
+  const assigned = ((await ws.call('GET', `/v1/action-templates?sourceType=action&sourceId=${action.json().id}`)).json().data as { kind: string; customers: number }[]).filter((a) => a.customers > 0).map((a) => a.kind).sort();
+  t.same(assigned, ['sent', 'unsubscribed']);
+  t.match((await ws.call('GET', `/v1/customers/${customer}`)).json().consents, [{ channel: 'sms', status: 'unsubscribed' }]);
+});
+
 t.test('SMS delivery receipts: Twilio-signed, mapped to the message named by the callback URL and its provider id', async (t) => {
   const ws = await workspaceWithKey(app);
   const accountSid = `AC${'1'.repeat(32)}`;

@@ -147,7 +147,7 @@ export function verifyEventWebhook(publicKey: string, payload: string, signature
   return verify('sha256', Buffer.from(timestamp + payload), { key, dsaEncoding: 'der' }, Buffer.from(signature, 'base64'));
 }
 
-export type SendGridEventKind = 'processed' | 'delivered' | 'open' | 'click' | 'bounce' | 'dropped' | 'deferred' | 'spamreport' | 'unsubscribe' | 'group_unsubscribe';
+export type SendGridEventKind = 'processed' | 'delivered' | 'open' | 'click' | 'bounce' | 'dropped' | 'deferred' | 'spamreport' | 'unsubscribe' | 'group_unsubscribe' | 'group_resubscribe';
 
 export interface SendGridEventExtra {
   email?: string;
@@ -178,6 +178,6 @@ export function sendgridEvent(kind: SendGridEventKind, messageId: string, extra:
   if (kind === 'bounce') Object.assign(event, { ip: '198.51.100.7', reason: "550 5.1.1 The email account that you tried to reach does not exist.", status: '5.1.1', type: 'bounce', bounce_classification: 'Invalid Address', tls: 1 });
   if (kind === 'dropped') Object.assign(event, { reason: 'Bounced Address', status: '5.0.0' });
   if (kind === 'deferred') Object.assign(event, { ip: '198.51.100.7', response: '421 4.7.0 Try again later', attempt: '1', tls: 1 });
-  if (kind === 'group_unsubscribe') Object.assign(event, human, { asm_group_id: 1 });
+  if (kind === 'group_unsubscribe' || kind === 'group_resubscribe') Object.assign(event, human, { asm_group_id: 1 });
   return Object.assign(event, rest);
 }

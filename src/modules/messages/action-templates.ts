@@ -5,7 +5,8 @@ import { newId } from '../../ids.ts';
 
 export const ACTION_KINDS: Record<string, readonly string[]> = {
   email: ['sent', 'delivered', 'opened', 'clicked', 'unsubscribed', 'forwarded', 'bounced', 'complained', 'not_sent', 'failed'],
-  sms: ['sent', 'delivered', 'clicked', 'unsubscribed', 'not_sent', 'failed'],
+  // SMS links are sent as written (not tracked): no 'clicked'. 'unsubscribed': a STOP (Twilio 21610).
+  sms: ['sent', 'delivered', 'unsubscribed', 'not_sent', 'failed'],
   web_push: ['sent', 'delivered', 'opened', 'clicked', 'not_sent', 'failed'],
   mobile_push: ['sent', 'delivered', 'opened', 'clicked', 'not_sent', 'failed'],
   webhook: ['sent', 'not_sent', 'failed'],

@@ -20,6 +20,8 @@ export const EVENT_EFFECTS = {
   failed: { status: 'failed', action: 'failed' },
   deferred: { status: null, action: null },
   processed: { status: null, action: null },
+  // Kept on the message; consent is not given back on a provider's word (it comes through the API).
+  resubscribed: { status: null, action: null },
 } as const;
 export type MessageEventKind = keyof typeof EVENT_EFFECTS;
 

@@ -58,7 +58,7 @@ export function verifySendgridSignature(publicKey: string, raw: Buffer, signatur
 
 const SENDGRID_EVENTS: Record<string, MessageEventKind> = {
   processed: 'processed', deferred: 'deferred', delivered: 'delivered', open: 'opened', click: 'clicked', bounce: 'bounced',
-  dropped: 'failed', spamreport: 'complained', unsubscribe: 'unsubscribed', group_unsubscribe: 'unsubscribed',
+  dropped: 'failed', spamreport: 'complained', unsubscribe: 'unsubscribed', group_unsubscribe: 'unsubscribed', group_resubscribe: 'resubscribed',
 };
 
 const MAX_SECONDS = 253_402_300_800; // 10000-01-01
@@ -136,11 +136,13 @@ export async function receiveSmsReceipt(
     select id from messages where workspace_id = ${config.workspace_id} and id = ${messageId} and provider_message_id = ${sid}` : [];
   if (!message) return { stored: 0, duplicates: 0, unknownMessages: 1, ignored: 0 };
   const errorCode = params.get('ErrorCode');
+  // 21610: the recipient replied STOP to this sender. Their unsubscribe, recorded as one (status,
+  // action template, consent), not as a failure.
+  const stopped = errorCode === '21610' && kind === 'failed';
   const result = await applyMessageEvents(deps.database.sql, [{
-    workspaceId: config.workspace_id, messageId: message.id, kind, occurredAt: deps.clock.now(), providerEventId: `twilio:${sid}:${status}`,
+    workspaceId: config.workspace_id, messageId: message.id, kind: stopped ? 'unsubscribed' : kind, occurredAt: deps.clock.now(), providerEventId: `twilio:${sid}:${status}`,
     data: { provider: 'twilio', status, ...(errorCode ? { errorCode } : {}) },
-    // 21610: the recipient replied STOP.
-    unsubscribes: errorCode === '21610',
+    unsubscribes: stopped,
   }]);
   return { ...result, ignored: 0 };
 }
