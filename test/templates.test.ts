@@ -63,6 +63,10 @@ t.test('bad templates: invalid Liquid points at the field and line; wrong shapes
   const badMjml = await call('POST', '/v1/templates', { name: 'x', channel: 'email', content: { subject: 'x', mjml: '<mjml><mj-body><mj-section><mj-text>a</mj-text></mj-section></mj-body></mjml>' } });
   t.equal(badMjml.statusCode, 400);
   t.match(badMjml.json().errors, [{ pointer: '/content/mjml', detail: /line 1: mj-text cannot be used inside mj-section/ }]);
+  const liquidInMjml = await call('POST', '/v1/templates', { name: 'x', channel: 'email', content: { subject: 'x', mjml: '<mjml><mj-body><mj-section><mj-column>\n<mj-text>{% if customer.vip %}Hi</mj-text>\n</mj-column></mj-section></mj-body></mjml>' } });
+  t.equal(liquidInMjml.statusCode, 400);
+  t.same(liquidInMjml.json().errors.map((e: { pointer: string }) => e.pointer), ['/content/mjml'], 'bad Liquid in MJML points at the MJML the user wrote');
+  t.match(liquidInMjml.json().errors[0].detail, /^line 2, column \d+: .*if/, 'at its line in the MJML, not in the compiled HTML');
   const id = (await call('POST', '/v1/templates', { name: 'ok', channel: 'sms', content: { text: 'hi' } })).json().id;
   const badPut = await call('PUT', `/v1/templates/${id}`, { content: { text: '{{ oops' } });
   t.equal(badPut.statusCode, 400);

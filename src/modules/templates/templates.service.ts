@@ -62,6 +62,13 @@ export async function prepareContent(channel: TemplateChannel, given: Content): 
     if (content.html !== undefined && content.mjml !== undefined) throw invalid('Give html or mjml, not both', [{ pointer: '/content/mjml', detail: 'html is given too' }]);
     if (content.html === undefined && content.mjml === undefined && content.text === undefined) throw invalid('An email needs a body', [{ pointer: '/content/html', detail: 'give html, mjml or text' }]);
     if (typeof content.mjml === 'string') {
+      // Liquid errors point at the MJML the user wrote, not at the HTML compiled from it.
+      try {
+        compileFields({ mjml: content.mjml });
+      } catch (error) {
+        if (error instanceof TemplateError) throw invalid('The template does not compile', [liquidError(error)]);
+        throw error;
+      }
       const compiled = await compileMjml(content.mjml);
       if (compiled.errors.length) throw invalid('The MJML does not compile', compiled.errors.map((e) => ({ pointer: '/content/mjml', detail: `line ${e.line}: ${e.message}` })));
       content.compiledHtml = compiled.html;
@@ -71,8 +78,12 @@ export async function prepareContent(channel: TemplateChannel, given: Content): 
   try {
     return { content, mergeTags: compileFields(fields).variables };
   } catch (error) {
-    if (error instanceof TemplateError) throw invalid('The template does not compile', [liquidError(error)]);
-    throw error;
+    if (!(error instanceof TemplateError)) throw error;
+    // The MJML's Liquid parsed above: what fails now is in what the MJML compiler made of it.
+    if (error.field === 'html' && typeof content.compiledHtml === 'string') {
+      throw invalid('The template does not compile', [{ pointer: '/content/mjml', detail: `in the HTML compiled from the MJML: ${error.message}` }]);
+    }
+    throw invalid('The template does not compile', [liquidError(error)]);
   }
 }
 
