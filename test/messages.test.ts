@@ -8,6 +8,7 @@ import { registerJobs } from '../src/jobs/queue.ts';
 import type { Provider, SendOutcome, SendRequest } from '../src/providers/types.ts';
 import { sandboxProvider } from '../src/providers/sandbox.ts';
 import { newId } from '../src/ids.ts';
+import { trackingUrls } from '../src/modules/messages/compose.ts';
 import { caller, eventually, startHerald, workspaceWithKey } from './helpers/app.ts';
 
 // Role api: no background workers, so each test drives the send loop itself with the test clock.
@@ -212,6 +213,44 @@ t.test('web push: a gone subscription is removed and not retried', async (t) => 
   t.same((await s.call('GET', `/v1/customers/${c}`)).json().pushSubscriptions, [], 'the subscription is gone');
 });
 
+t.test('push receipts and clicks come back through /t/p; the push click goes to the clickUrl; an email forward is recorded', async (t) => {
+  const s = await setup('web_push');
+  const c = (await s.call('POST', '/v1/customers', { externalId: 'wp-ok' })).json().id;
+  await s.call('POST', `/v1/customers/${c}/push-subscriptions`, { kind: 'web_push', endpoint: 'https://push.example/ok', keys: { p256dh: 'k', auth: 'a' } });
+  const provider = useProvider(t, scripted([{ kind: 'sent', providerMessageId: 'wp-1' }]));
+  const [id] = await enqueue([message(s, c, newId(), { channel: 'web_push', event: null })]);
+  await sendDueMessages(deps);
+  const payload = provider.requests[0]!.payload as unknown as { clickUrl: string; data: { herald_receipt_url: string } };
+  const anonymous = caller(app, null);
+  const receipt = new URL(payload.data.herald_receipt_url).pathname;
+  t.equal((await anonymous('POST', receipt, { event: 'delivered' })).statusCode, 204);
+  t.equal((await statusOf(id!)).status, 'delivered');
+  const bare = await anonymous('POST', receipt);
+  t.equal(bare.statusCode, 204, `no body (a beacon without data): an open ${bare.body}`);
+  t.equal((await statusOf(id!)).status, 'opened');
+  t.equal((await anonymous('POST', receipt, { event: 'bounced' })).statusCode, 400, 'only delivered, opened, clicked');
+  const click = await anonymous('GET', new URL(payload.clickUrl).pathname);
+  t.equal(click.statusCode, 302);
+  t.equal(click.headers.location, 'https://shop.example/sale', 'the push click redirects to the template\'s clickUrl');
+  t.equal((await statusOf(id!)).status, 'clicked');
+  const events = (await s.call('GET', `/v1/messages/${id}`)).json().events.map((e: { kind: string }) => e.kind);
+  t.same(events, ['delivered', 'opened', 'clicked']);
+  t.equal((await anonymous('POST', `${receipt.slice(0, -1)}${receipt.endsWith('A') ? 'B' : 'A'}`, { event: 'clicked' })).statusCode, 404, 'a tampered receipt token');
+
+  const e = await setup();
+  const customer = (await e.call('POST', '/v1/customers', { externalId: 'fw', email: 'fw@x.io' })).json().id;
+  useProvider(t, scripted([{ kind: 'sent', providerMessageId: 'fw-1' }]));
+  const [mail] = await enqueue([message(e, customer, newId())]);
+  await sendDueMessages(deps);
+  const forward = new URL(trackingUrls(deps.config.publicUrl, deps.config.secret!, e.workspaceId, mail!).forward).pathname;
+  const page = await anonymous('GET', forward);
+  t.equal(page.statusCode, 200);
+  t.match(page.body, /Total 42/, 'the email as sent');
+  const after = (await e.call('GET', `/v1/messages/${mail}`)).json();
+  t.same(after.events.map((x: { kind: string }) => x.kind), ['forwarded'], 'recorded as forwarded');
+  t.equal(after.status, 'sent', 'a forward moves no status');
+});
+
 t.test('the send job picks messages up by itself (pg-boss, woken in the enqueue transaction)', async (t) => {
   await registerJobs(deps.boss, deps, 'worker', [sendJob]);
   // Stopped (waiting for a job in flight) when the test ends: left running, it raced the later
@@ -229,7 +268,41 @@ t.test('test-send renders and sends through a chosen config; another channel is 
   const s = await setup();
   const res = await s.call('POST', `/v1/templates/${s.template}/test-send`, { channelConfigId: s.config, to: 'qa@x.io', sample: { customer: { first_name: 'QA' }, event: { total: 7 } } });
   t.equal(res.statusCode, 200);
-  t.match(res.json(), { outcome: 'sent', rendered: { subject: 'Hi QA', text: 'Total 7' } });
+  t.match(res.json(), { messageId: null, outcome: 'sent', rendered: { subject: 'Hi QA', text: 'Total 7' } });
+  // Sample data: nobody to record it for, so it goes out untracked: links as written, no pixel, no List-Unsubscribe.
+  t.equal(res.json().rendered.html, '<html><body><p>Total 7</p><a href="https://shop.example/cart?a=1&amp;b=2">cart</a><a href="http://localhost:3000/t/u/preview">unsubscribe</a></body></html>'.replace('http://localhost:3000', herald.runtime.deps.config.publicUrl));
+
+  // For a customer: recorded as their message (source "test"), tracked, and harmless to their consent and caps.
+  const customer = (await s.call('POST', '/v1/customers', { externalId: 'tested', email: 'tested@x.io', custom: { first_name: 'Tess' } })).json().id;
+  const provider = useProvider(t, scripted([{ kind: 'sent', providerMessageId: 'test-1' }]));
+  const recorded = await s.call('POST', `/v1/templates/${s.template}/test-send`, { channelConfigId: s.config, to: 'qa@x.io', customerId: customer });
+  t.equal(recorded.statusCode, 200, recorded.body);
+  const messageId = recorded.json().messageId as string;
+  t.match(recorded.json(), { outcome: 'sent', providerMessageId: 'test-1', rendered: { subject: 'Hi Tess' } });
+  t.equal(provider.requests[0]!.messageId, messageId, 'the provider is given the recorded message\'s id (webhooks find it)');
+  const view = (await s.call('GET', `/v1/messages/${messageId}`)).json();
+  t.match(view, { status: 'sent', source: { type: 'test', id: s.template }, toAddress: 'qa@x.io', providerMessageId: 'test-1', customerId: customer });
+  const anonymous = caller(app, null);
+  const html = view.rendered.html as string;
+  const click = /href="https?:\/\/[^/]+(\/t\/c\/[^"]+)"/.exec(html)![1]!;
+  const redirect = await anonymous('GET', click);
+  t.equal(redirect.statusCode, 302, 'its tracked links work');
+  t.equal(redirect.headers.location, 'https://shop.example/cart?a=1&b=2');
+  const unsubscribe = unsubscribeLinkOf(view);
+  const page = await anonymous('POST', unsubscribe);
+  t.equal(page.statusCode, 200);
+  t.match(page.body, /test send/, 'the unsubscribe page says it was a test');
+  const after = (await s.call('GET', `/v1/messages/${messageId}`)).json();
+  t.same(after.events.map((e: { kind: string }) => e.kind), ['clicked', 'unsubscribed'], 'its events are kept');
+  t.same((await s.call('GET', `/v1/customers/${customer}`)).json().consents, [], 'the customer\'s consent is untouched');
+  const timeline = (await s.call('GET', `/v1/customers/${customer}/timeline?kinds=message`)).json().data;
+  t.match(timeline, [{ kind: 'message', id: messageId }], 'on the customer\'s timeline');
+  // A cap of one email a day is not used up by the test.
+  await sql`update workspaces set settings = ${JSON.stringify({ frequencyCaps: { email: { perDay: 1 } } })}::jsonb where id = ${s.workspaceId}`;
+  const [real] = await enqueue([message(s, customer, newId())]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(real!), { status: 'sent' }, 'the test send counts against no frequency cap');
+
   const sms = (await s.call('POST', '/v1/channel-configs', { name: 'sms', provider: 'sandbox', channel: 'sms' })).json().id;
   const wrong = await s.call('POST', `/v1/templates/${s.template}/test-send`, { channelConfigId: sms, to: '+33600000000' });
   t.equal(wrong.statusCode, 400);

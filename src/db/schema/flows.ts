@@ -194,5 +194,7 @@ export const promoCodes = pgTable(
     primaryKey({ columns: [t.workspaceId, t.pool, t.code] }),
     index('promo_codes_free_idx').on(t.workspaceId, t.pool).where(sql`${t.customerId} is null`),
     uniqueIndex('promo_codes_once_idx').on(t.workspaceId, t.sourceKey).where(sql`${t.sourceKey} is not null`),
+    /** A customer's codes (the promo_code merge tag, GraphQL): issued ones only. */
+    index('promo_codes_customer_idx').on(t.workspaceId, t.customerId, t.issuedAt).where(sql`${t.customerId} is not null`),
   ],
 );

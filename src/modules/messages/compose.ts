@@ -33,6 +33,12 @@ export function trackingUrls(publicUrl: string, secret: string, workspaceId: str
   return urls;
 }
 
+/** Links that go nowhere, for a message that is not recorded (a preview, a test send with sample data). */
+export function placeholderUrls(publicUrl: string): TrackingUrls {
+  const at = (path: string) => `${publicUrl}/t/${path}/preview`;
+  return { unsubscribe: at('u'), view: at('v'), forward: at('f'), open: at('o'), push: at('p'), click: () => at('c') };
+}
+
 interface ComposeInput {
   channel: TemplateChannel;
   content: Record<string, unknown>;
@@ -48,6 +54,8 @@ interface ComposeInput {
   defaultSender?: { email: string; name?: string } | undefined;
   /** The html as the pieces of its layout (render's `parts`), for tracking planned once per layout. */
   htmlPieces?: { layout: FieldLayout; pieces: string[] } | undefined;
+  /** false: no open pixel, links as written, no List-Unsubscribe (a message nobody records). Default true. */
+  tracked?: boolean;
 }
 
 /** The payload for the provider and the content as sent (what "view" shows), or why it cannot be sent. */
@@ -61,7 +69,9 @@ export function composePayload(input: ComposeInput): { payload: Payload; rendere
       if (!from.email) return { error: 'no_sender' };
       let html: string | undefined;
       let links: string[] = [];
-      if (v.html !== undefined) {
+      const tracked = input.tracked !== false;
+      if (v.html !== undefined && !tracked) html = v.html;
+      else if (v.html !== undefined) {
         const opts = { openPixelUrl: urls.open, clickUrl: (i: number) => urls.click(i), ...(v.preheader ? { preheader: v.preheader } : {}) };
         const parts = input.htmlPieces;
         ({ html, links } = parts ? addTrackingToPieces(parts.layout, parts.pieces, opts, v.html) : addTracking(v.html, opts));
@@ -70,7 +80,7 @@ export function composePayload(input: ComposeInput): { payload: Payload; rendere
       const payload: Payload = {
         kind: 'email', to: input.address, from, subject: v.subject ?? '',
         ...(replyTo ? { replyTo } : {}), ...(html !== undefined ? { html } : {}), ...(v.text !== undefined ? { text: v.text } : {}),
-        headers: { 'List-Unsubscribe': `<${urls.unsubscribe}>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' },
+        headers: tracked ? { 'List-Unsubscribe': `<${urls.unsubscribe}>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' } : {},
         // Escaped for JSON once: for the provider's request and for the content stored as sent.
         encoded: encodeStrings(html, v.text),
       };
@@ -88,8 +98,8 @@ export function composePayload(input: ComposeInput): { payload: Payload; rendere
       const links = v.clickUrl ? [v.clickUrl] : [];
       const payload: Payload = {
         kind: input.channel, to: { endpoint: input.address, keys: input.subscription?.keys ?? null }, title: v.title ?? '', body: v.body ?? '',
-        ...(v.imageUrl ? { imageUrl: v.imageUrl } : {}), ...(v.clickUrl ? { clickUrl: urls.click(0) } : {}),
-        data: { ...data, herald_receipt_url: urls.push },
+        ...(v.imageUrl ? { imageUrl: v.imageUrl } : {}), ...(v.clickUrl ? { clickUrl: input.tracked === false ? v.clickUrl : urls.click(0) } : {}),
+        data: input.tracked === false ? data : { ...data, herald_receipt_url: urls.push },
       };
       return { payload, rendered: { title: payload.title, body: payload.body, ...(v.imageUrl ? { imageUrl: v.imageUrl } : {}), ...(v.clickUrl ? { clickUrl: v.clickUrl } : {}), data, links } };
     }

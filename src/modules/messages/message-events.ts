@@ -161,7 +161,8 @@ const OFF_THE_LIST = `
     from unnest($2::uuid[]) as u(id)
     join message_events e on e.workspace_id = $1::uuid and e.id = u.id
     join messages m on m.workspace_id = e.workspace_id and m.id = e.message_id
-    where m.channel in ('email', 'sms')
+    -- A test send went to whatever address the tester gave: its unsubscribes are not the customer's.
+    where m.channel in ('email', 'sms') and m.source_type <> 'test'
   ),
   previous as (
     select o.*, c.status as from_status from off_list o

@@ -86,6 +86,7 @@ export type TestSendBody = Static<typeof TestSendBody>;
 
 export const TestSendResult = Type.Object(
   {
+    messageId: Type.Union([Uuid, Type.Null()], { description: 'The message recorded for the customer (source type "test"); null for sample data, which is sent untracked' }),
     outcome: Type.Enum(['sent', 'rejected', 'retry', 'unknown', 'gone']),
     providerMessageId: Type.Union([Type.String(), Type.Null()]),
     reason: Type.Union([Type.String(), Type.Null()]),

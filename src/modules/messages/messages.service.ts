@@ -7,9 +7,10 @@ import { newId } from '../../ids.ts';
 import { loadChannelConfig } from '../channels/channels.service.ts';
 import { getCustomer } from '../customers/customers.service.ts';
 import { compileFields, customerContext, TemplateError } from '../templates/render.ts';
-import { getTemplate, versionFields } from '../templates/templates.service.ts';
+import { getTemplate, versionFields, workspaceZone } from '../templates/templates.service.ts';
+import { loadMergeData, mergeDataWanted } from '../templates/merge-data.ts';
 import { contentAsSent, type StoredMessage } from './as-sent.ts';
-import { composePayload, trackingUrls } from './compose.ts';
+import { composePayload, placeholderUrls, trackingUrls } from './compose.ts';
 import type { WorkspaceSettings } from '../workspaces/workspaces.schemas.ts';
 import { timelines, type TimelineKind } from './timeline.ts';
 import type { ActionTemplate, Message, TestSendBody, TestSendResult, TimelineEntry, TimelineQuery } from './messages.schemas.ts';
@@ -68,8 +69,15 @@ export async function customerTimeline(deps: D, workspaceId: string, customerId:
   return { data: page.entries.map((r) => ({ kind: r.kind, id: r.id, at: r.at.toISOString(), data: r.data })), nextCursor: page.nextCursor };
 }
 
-/** Renders a template and sends it to one address through a channel config, now; nothing is recorded. */
-export async function testSend(deps: Pick<Deps, 'db' | 'database' | 'config' | 'providers'>, workspaceId: string, templateId: string, body: TestSendBody): Promise<TestSendResult> {
+/**
+ * Renders a template and sends it to one address through a channel config, now. Rendered for a
+ * customer, it is recorded as a message of theirs (source `test`, the template's id), so its
+ * tracked links, "view online" and forward work and its events are kept; it assigns no action
+ * template, counts against no frequency cap and changes no consent (the address may be a
+ * colleague's). With sample data there is no customer to record it for: it goes out untracked,
+ * its links straight to their targets and unsubscribe_url / view_url / forward_url as placeholders.
+ */
+export async function testSend(deps: Pick<Deps, 'db' | 'database' | 'config' | 'providers' | 'clock'>, workspaceId: string, templateId: string, body: TestSendBody): Promise<TestSendResult> {
   const template = await getTemplate(deps, workspaceId, templateId, body.version);
   const config = await loadChannelConfig(deps, workspaceId, body.channelConfigId);
   if (config.channel !== template.channel) {
@@ -79,14 +87,19 @@ export async function testSend(deps: Pick<Deps, 'db' | 'database' | 'config' | '
   const [version] = await deps.database.sql<{ content: Record<string, unknown> }[]>`
     select content from template_versions where workspace_id = ${workspaceId} and template_id = ${templateId} and version = ${template.version}`;
   const { content, fields } = versionFields(template.channel, version!.content);
-  const urls = trackingUrls(deps.config.publicUrl, deps.config.secret!, workspaceId, newId());
+  const messageId = newId();
+  const urls = customer ? trackingUrls(deps.config.publicUrl, deps.config.secret!, workspaceId, messageId) : placeholderUrls(deps.config.publicUrl);
+  const compiled = compileFields(fields);
+  const data = customer ? (await loadMergeData(deps.database.sql, [[workspaceId, customer.id]], mergeDataWanted(compiled.variables))).get(`${workspaceId}/${customer.id}`) : undefined;
   let values: Record<string, string>;
   try {
-    values = await compileFields(fields).render({
+    values = await compiled.render({
       customer: customer ? customerContext(customer) : (body.sample?.customer ?? {}),
       event: body.sample?.event,
+      ...data,
       unsubscribe_url: urls.unsubscribe, view_url: urls.view, forward_url: urls.forward,
-      timeZone: customer?.timeZone ?? 'UTC',
+      // The customer's zone, else the workspace's, as a real send renders dates.
+      timeZone: customer?.timeZone ?? (await workspaceZone(deps, workspaceId)),
     });
   } catch (error) {
     if (error instanceof TemplateError) throw invalid('The template could not be rendered', [{ pointer: `/content/${error.field}`, detail: error.message }]);
@@ -96,15 +109,28 @@ export async function testSend(deps: Pick<Deps, 'db' | 'database' | 'config' | '
   const composed = composePayload({
     channel: template.channel, content, values, settings: config.settings, address: body.to, defaultSender: workspace?.settings.defaultSender,
     subscription: body.keys ? { endpoint: body.to, keys: body.keys } : null, urls, publicUrl: deps.config.publicUrl, channelConfigId: config.id,
+    ...(customer ? { messageId } : { tracked: false }),
   });
   if ('error' in composed) throw invalid(`The message cannot be sent: ${composed.error}`);
   const provider = deps.providers[config.provider];
   if (!provider) throw invalid(`No provider ${config.provider} in this build`);
   const outcome = await provider.send({
-    messageId: `test-${newId()}`, workspaceId, payload: composed.payload, settings: config.settings, secrets: config.secrets,
+    messageId: customer ? messageId : `test-${messageId}`, workspaceId, payload: composed.payload, settings: config.settings, secrets: config.secrets,
     allowPrivateTargets: workspace?.settings.allowPrivateNetworkTargets === true, signal: AbortSignal.timeout(15_000),
   });
+  if (customer) {
+    const now = deps.clock.now();
+    const [status, reason] = outcome.kind === 'sent' ? ['sent', null] : outcome.kind === 'unknown' ? ['unknown', outcome.reason] : ['not_sent', `provider_rejected: ${outcome.reason}`];
+    // Written after the call: a test send is never retried, so nothing is left 'sending' if this process stops.
+    await deps.database.sql`
+      insert into messages (workspace_id, id, customer_id, channel, channel_config_id, template_id, template_version, source_type, source_id, step_id,
+        status, reason, to_address, rendered, provider_message_id, attempts, next_attempt_at, created_at, sent_at, updated_at)
+      values (${workspaceId}, ${messageId}, ${customer.id}, ${template.channel}, ${config.id}, ${templateId}, ${template.version}, 'test', ${templateId}, ${messageId},
+        ${status}, ${reason?.slice(0, 500) ?? null}, ${body.to}, ${JSON.stringify(composed.rendered)}::json, ${outcome.kind === 'sent' ? outcome.providerMessageId : null}, 1, ${now}, ${now},
+        ${status === 'sent' ? now : null}, ${now})`;
+  }
   return {
+    messageId: customer ? messageId : null,
     outcome: outcome.kind,
     providerMessageId: outcome.kind === 'sent' ? outcome.providerMessageId : null,
     reason: 'reason' in outcome ? outcome.reason : null,

@@ -6,6 +6,7 @@ import type { Deps } from '../../deps.ts';
 import { loadChannelConfig } from '../channels/channels.service.ts';
 import type { CustomerSqlRow } from '../customers/customers.service.ts';
 import { compileFields, type CompiledTemplate } from '../templates/render.ts';
+import { loadMergeData, mergeDataWanted, type MergeData } from '../templates/merge-data.ts';
 import { versionFields } from '../templates/templates.service.ts';
 import type { TemplateChannel } from '../templates/templates.schemas.ts';
 import type { WorkspaceSettings } from '../workspaces/workspaces.schemas.ts';
@@ -20,6 +21,8 @@ export interface Context {
   workspaces: Map<string, { timeZone: string; settings: WorkspaceSettings }>;
   /** Messages already sent per customer and channel: [last day, last week], counted up as this batch sends. */
   sentCounts: Map<string, [number, number]>;
+  /** promo_code and points_balance per customer, when a template of the batch uses them. */
+  mergeData: Map<string, MergeData>;
 }
 
 type CustomerRow = Omit<CustomerSqlRow, 'updated_at'> & { workspace_id: string };
@@ -60,7 +63,7 @@ export async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config' 
         count(*) filter (where m.sent_at > ${new Date(now.getTime() - DAY_MS)})::int as day, count(*)::int as week
       from messages m join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on m.workspace_id = u.w and m.customer_id = u.id
       join workspaces w on w.id = m.workspace_id and w.settings->'frequencyCaps' ? m.channel
-      where m.created_at > ${new Date(now.getTime() - CAP_LOOKBACK_MS)} and m.sent_at > ${new Date(now.getTime() - 7 * DAY_MS)}
+      where m.created_at > ${new Date(now.getTime() - CAP_LOOKBACK_MS)} and m.sent_at > ${new Date(now.getTime() - 7 * DAY_MS)} and m.source_type <> 'test'
       group by 1, 2, 3`,
     // Each template version once (compiled once per batch below).
     sql<{ workspace_id: string; template_id: string; version: number; content: Record<string, unknown>; channel: string }[]>`
@@ -77,6 +80,7 @@ export async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config' 
     configs: new Map(),
     workspaces: new Map(workspaces.map((w) => [w.id, { timeZone: w.time_zone, settings: w.settings }])),
     sentCounts: new Map(counts.map((c) => [k(c.workspace_id, c.customer_id, c.channel), [c.day, c.week]])),
+    mergeData: new Map(),
   };
   // Compiled once per template version per batch.
   for (const r of rows) {
@@ -87,6 +91,8 @@ export async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config' 
       context.templates.set(k(r.workspace_id, r.template_id, r.version), error as Error);
     }
   }
+  const variables = [...context.templates.values()].flatMap((t) => (t instanceof Error ? [] : t.compiled.variables));
+  context.mergeData = await loadMergeData(sql, pairs, mergeDataWanted(variables));
   for (const m of batch) {
     const key = k(m.workspace_id, m.channel_config_id);
     if (context.configs.has(key)) continue;

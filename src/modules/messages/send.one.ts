@@ -5,6 +5,7 @@
 import type { Deps } from '../../deps.ts';
 import type { SendOutcome } from '../../providers/types.ts';
 import { inWindow, nextLocalTime } from '../../time/local-time.ts';
+import type { MergeData } from '../templates/merge-data.ts';
 import { customerContext, fieldLayout, TemplateError, type CompiledTemplate } from '../templates/render.ts';
 import type { TemplateChannel } from '../templates/templates.schemas.ts';
 import { leanContent } from './as-sent.ts';
@@ -29,6 +30,13 @@ function mergeUrls(variables: string[], urls: { unsubscribe: string; view: strin
     ...(used.has('view_url') ? { view_url: urls.view } : {}),
     ...(used.has('forward_url') ? { forward_url: urls.forward } : {}),
   };
+}
+
+/** promo_code and points_balance for the render: a code the message's flow issued comes first. */
+function mergeDataOf(ctx: Context, m: ClaimedMessage): MergeData {
+  const data = ctx.mergeData.get(k(m.workspace_id, m.customer_id));
+  const issued = m.event?.promo_code;
+  return typeof issued === 'string' ? { ...data, promo_code: issued } : (data ?? {});
 }
 
 function htmlPieces(compiled: CompiledTemplate, parts: Record<string, string[]>) {
@@ -77,6 +85,7 @@ export async function sendOne(deps: Pick<Deps, 'config' | 'providers' | 'clock'>
         locale: customer.locale, custom: customer.custom, createdAt: customer.created_at.toISOString(),
       }),
       event: m.event ?? undefined,
+      ...mergeDataOf(ctx, m),
       ...mergeUrls(template.compiled.variables, urls),
       timeZone: zone,
     }, parts);

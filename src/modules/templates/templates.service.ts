@@ -11,6 +11,8 @@ import { compileStrict } from '../../http/validation.ts';
 import { newId } from '../../ids.ts';
 import { getCustomer } from '../customers/customers.service.ts';
 import { compileFields, customerContext, missingVariables, TemplateError, type RenderContext } from './render.ts';
+import { loadMergeData, mergeDataWanted } from './merge-data.ts';
+import { placeholderUrls } from '../messages/compose.ts';
 import { smsSegments } from './sms.ts';
 import { compileMjml } from './tracking-html.ts';
 import {
@@ -218,22 +220,31 @@ export async function cloneTemplate(deps: D, workspaceId: string, id: string, na
   });
 }
 
+/** The workspace's time zone: the one dates fall back to for a customer without their own. */
+export async function workspaceZone(deps: Pick<Deps, 'database'>, workspaceId: string): Promise<string> {
+  const [row] = await deps.database.sql<{ time_zone: string }[]>`select time_zone from workspaces where id = ${workspaceId}`;
+  return row?.time_zone ?? 'UTC';
+}
+
 /** Renders a version for a real customer or for sample data, and names every merge tag with no value. */
-export async function previewTemplate(deps: Pick<Deps, 'db' | 'config'>, workspaceId: string, id: string, body: PreviewTemplateBody): Promise<TemplatePreview> {
+export async function previewTemplate(deps: Pick<Deps, 'db' | 'database' | 'config'>, workspaceId: string, id: string, body: PreviewTemplateBody): Promise<TemplatePreview> {
   const t = await liveTemplate(deps.db, workspaceId, id);
   const v = await versionOf(deps.db, workspaceId, id, body.version ?? t.currentVersion);
   const channel = t.channel as TemplateChannel;
+  const { content, fields } = versionFields(channel, v.content);
+  const compiled = compileFields(fields);
+  // Dates in the customer's zone, else the workspace's, as a real send renders them.
+  const zone = await workspaceZone(deps, workspaceId);
   let ctx: RenderContext;
   if (body.customerId) {
     const customer = await getCustomer(deps, workspaceId, body.customerId);
-    ctx = { customer: customerContext(customer), event: body.event, timeZone: customer.timeZone ?? 'UTC' };
+    const data = (await loadMergeData(deps.database.sql, [[workspaceId, customer.id]], mergeDataWanted(compiled.variables))).get(`${workspaceId}/${customer.id}`);
+    ctx = { customer: customerContext(customer), event: body.event, ...data, timeZone: customer.timeZone ?? zone };
   } else {
-    ctx = { customer: body.sample?.customer ?? {}, event: body.sample?.event, timeZone: 'UTC' };
+    ctx = { customer: body.sample?.customer ?? {}, event: body.sample?.event, timeZone: zone };
   }
-  const base = deps.config.publicUrl;
-  ctx = { ...ctx, unsubscribe_url: `${base}/t/u/preview`, view_url: `${base}/t/v/preview`, forward_url: `${base}/t/f/preview` };
-  const { content, fields } = versionFields(channel, v.content);
-  const compiled = compileFields(fields);
+  const urls = placeholderUrls(deps.config.publicUrl);
+  ctx = { ...ctx, unsubscribe_url: urls.unsubscribe, view_url: urls.view, forward_url: urls.forward };
   let values: Record<string, string>;
   try {
     values = await compiled.render(ctx);

@@ -73,7 +73,10 @@ export async function trackingRoutes(app: App, deps: Deps) {
     schema: { operationId: 'unsubscribe', tags, summary: 'One-click unsubscribe (RFC 8058); idempotent', params: TokenParams, response: { 200: { description: 'Done', content: { 'text/html': { schema: Type.String() } } }, ...problems(404) } },
   }, async (request, reply) => {
     const claims = claimsOf(request.params.token, 'unsubscribe');
+    const [message] = await deps.database.sql<{ source_type: string }[]>`select source_type from messages where workspace_id = ${claims.workspaceId} and id = ${claims.messageId}`;
     await record(claims, 'unsubscribed', { ...touch(request), oneClick: true });
+    // Recorded on the test message; the customer's consent is untouched (message-events.ts).
+    if (message?.source_type === 'test') return reply.type('text/html').send(html('Test send', '<h1>This was a test send</h1><p>In a real message this link unsubscribes the customer; here nothing was changed.</p>'));
     return reply.type('text/html').send(html('Unsubscribed', '<h1>You are unsubscribed</h1><p>You will no longer receive these emails.</p>'));
   });
 
@@ -82,8 +85,12 @@ export async function trackingRoutes(app: App, deps: Deps) {
     schema: {
       operationId: 'trackPush', tags, summary: 'Push receipt, open or click beacon from a device or service worker',
       params: TokenParams,
-      body: Type.Optional(Type.Object({ event: Type.Enum(['delivered', 'opened', 'clicked']) }, { additionalProperties: false })),
+      body: Type.Object({ event: Type.Optional(Type.Enum(['delivered', 'opened', 'clicked'], { description: 'Default: opened' })) }, { additionalProperties: false, description: 'Optional: a beacon without a body is an open' }),
       response: { 204: Type.Null({ description: 'Recorded' }), ...problems(400, 404) },
+    },
+    // A beacon may come without a body (navigator.sendBeacon(url)): an open.
+    preValidation: async (request) => {
+      request.body ??= {};
     },
   }, async (request, reply) => {
     const claims = claimsOf(request.params.token, 'push');
