@@ -1,5 +1,6 @@
 import t from 'tap';
 import { drainFlows } from '../src/engine/engine.ts';
+import { sendDueMessages } from '../src/modules/messages/send.worker.ts';
 import { startHerald, workspaceWithKey, type Call } from './helpers/app.ts';
 
 // API role: the test runs the engine itself (drainFlows) against a controllable clock.
@@ -529,4 +530,34 @@ t.test('with workers running, an event reaches the first step without waiting fo
   const { eventually } = await import('./helpers/app.ts');
   await eventually(async () => ((await liveSql`select 1 from messages where source_id = ${created.id}`).length ? true : undefined));
   t.ok(Date.now() - started < 10_000, `the first step ran ${Date.now() - started} ms after the event (woken by NOTIFY, not the per-minute tick)`);
+});
+
+t.test('each send step of a flow has its own action templates, for its channel, and its messages are assigned those', async (t) => {
+  clock.set('2026-06-03T10:00:00Z');
+  const { call } = await workspaceWithKey(app);
+  const r = await refs(call);
+  const sms = (await call('POST', '/v1/channel-configs', { name: 'sms', provider: 'sandbox', channel: 'sms' })).json().id as string;
+  const text = (await call('POST', '/v1/templates', { name: 'Text', channel: 'sms', content: { text: 'Hello' } })).json().id as string;
+  const graph = {
+    nodes: [
+      { id: 'start', type: 'event_trigger', eventType: 'hello' },
+      { id: 'mail', type: 'steps', steps: [r.send(r.welcome), r.send(r.reminder)] },
+      { id: 'text', type: 'steps', steps: [{ type: 'send', channel: 'sms', channelConfigId: sms, templateId: text }] },
+      { id: 'end', type: 'exit' },
+    ],
+    edges: [{ from: 'start', to: 'mail' }, { from: 'mail', to: 'text' }, { from: 'text', to: 'end' }],
+  };
+  const id = await launchFlow(call, { name: 'Two channels', graph });
+  const list = async () => (await call('GET', `/v1/action-templates?sourceType=flow&sourceId=${id}`)).json().data as { stepId: string; kind: string; channel: string; customers: number }[];
+  const byStep = (rows: Awaited<ReturnType<typeof list>>) => Object.fromEntries([...new Set(rows.map((a) => a.stepId))].map((s) => [s, rows.filter((a) => a.stepId === s).map((a) => `${a.channel}:${a.kind}`)]));
+  const email = ['sent', 'delivered', 'opened', 'clicked', 'unsubscribed', 'forwarded', 'bounced', 'complained', 'not_sent', 'failed'].map((k) => `email:${k}`);
+  t.same(byStep(await list()), { 'mail/0': email, 'mail/1': email, 'text/0': ['sms:sent', 'sms:delivered', 'sms:unsubscribed', 'sms:not_sent', 'sms:failed'] }, 'generated at launch, a set per send step');
+
+  await call('POST', '/v1/customers', { externalId: 'two', email: 'two@x.io', phone: '+33612345670' });
+  await call('POST', '/v1/customers', { externalId: 'mailonly', email: 'm@x.io' });
+  await call('POST', '/v1/events', { events: ['two', 'mailonly'].map((externalId) => ({ externalId, type: 'hello' })) });
+  await drainFlows(deps);
+  await sendDueMessages(deps);
+  const sent = (await list()).filter((a) => a.customers > 0).map((a) => `${a.stepId} ${a.kind} ${a.customers}`).sort();
+  t.same(sent, ['mail/0 sent 2', 'mail/1 sent 2', 'text/0 not_sent 1', 'text/0 sent 1'], 'each message assigned its own step\'s templates (no phone: not_sent on the SMS step)');
 });

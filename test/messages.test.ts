@@ -84,12 +84,14 @@ t.test('one message per (source, customer, step, entry); re-checks before sendin
   t.notMatch(html, /href="https:\/\/shop\.example/, 'links are rewritten');
   t.match((sent.payload as { headers: Record<string, string> }).headers, { 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click', 'List-Unsubscribe': /^<http.*\/t\/u\/.+>$/ });
 
-  const ats = (await s.call('GET', `/v1/action-templates?sourceType=action&sourceId=${source}`)).json().data;
-  t.same(ats.map((a: { kind: string }) => a.kind), ['sent', 'delivered', 'opened', 'clicked', 'unsubscribed', 'forwarded', 'bounced', 'complained', 'not_sent', 'failed'], 'generated for the source');
+  const all = (await s.call('GET', `/v1/action-templates?sourceType=action&sourceId=${source}`)).json().data as { id: string; stepId: string; kind: string }[];
+  const kinds = ['sent', 'delivered', 'opened', 'clicked', 'unsubscribed', 'forwarded', 'bounced', 'complained', 'not_sent', 'failed'];
+  t.same(all.map((a) => `${a.stepId}:${a.kind}`), [...kinds.map((k) => `:${k}`), ...kinds.map((k) => `step-2:${k}`)], 'generated for the source, a set per step');
+  const ats = all.filter((a) => a.stepId === '');
   t.match(ats.find((a: { kind: string }) => a.kind === 'sent'), { customers: 1 });
   t.match(ats.find((a: { kind: string }) => a.kind === 'not_sent'), { customers: 2 });
   const notSent = ats.find((a: { kind: string }) => a.kind === 'not_sent');
-  const same = (await s.call('GET', `/v1/action-templates/${notSent.id}/customers`)).json().data;
+  const same = (await s.call('GET', `/v1/action-templates/${notSent!.id}/customers`)).json().data;
   t.same(same.map((c: { customerId: string }) => c.customerId).sort(), [unsub, noEmail].sort(), '"same actions" lists the customers');
 
   const timeline = (await s.call('GET', `/v1/customers/${unsub}/timeline`)).json().data;

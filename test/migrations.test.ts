@@ -171,3 +171,57 @@ t.test('0017 flow_node_counts: the stats so far are counted from the decisions, 
   t.same(visited.find((e) => e.id === waiting)?.visited.sort(), ['start', 'w'], 'the entry under way knows its nodes');
   t.same(visited.find((e) => e.id === done)?.visited, [], 'a done entry never moves again: left empty');
 });
+
+t.test('0019 action templates per send step: a launched flow gets a set per step, its assignments move there, the flow-wide set goes', async (t) => {
+  const db = await createTestDatabase();
+  t.teardown(db.drop);
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  t.teardown(() => sql.end());
+  await sql`drop schema public cascade; drop schema if exists drizzle cascade; create schema public`.simple();
+  await migrateBefore(db.url, '0019_action_templates_per_step');
+
+  const ws = newId();
+  const flow = newId();
+  const customer = newId();
+  await sql`insert into workspaces (id, name) values (${ws}, 'before 0019')`;
+  await sql`insert into customers (workspace_id, id, external_id, email) values (${ws}, ${customer}, 'c', 'c@example.com')`;
+  const send = (channel: string) => ({ type: 'send', channel, channelConfigId: newId(), templateId: newId() });
+  const graph = {
+    nodes: [
+      { id: 'start', type: 'event_trigger', eventType: 'x' },
+      { id: 'mail', type: 'steps', steps: [{ type: 'update_fields', set: { a: 1 } }, send('email')] },
+      { id: 'text', type: 'steps', steps: [send('sms')] },
+    ],
+    edges: [],
+  };
+  const at = new Date('2026-11-20T10:00:00Z');
+  await sql`insert into flows (workspace_id, id, name, status, active_version, created_at, updated_at) values (${ws}, ${flow}, 'f', 'active', 1, ${at}, ${at})`;
+  await sql`insert into flow_versions (workspace_id, flow_id, version, graph, drafted_at, launched_at) values (${ws}, ${flow}, 1, ${sql.json(graph)}, ${at}, ${at})`;
+  // Before: one set for the flow, of its first channel; a message of each step, assigned 'sent'.
+  const old: Record<string, string> = {};
+  for (const kind of ['sent', 'delivered', 'opened']) {
+    old[kind] = newId();
+    await sql`insert into action_templates (workspace_id, id, source_type, source_id, kind, channel) values (${ws}, ${old[kind]!}, 'flow', ${flow}, ${kind}, 'email')`;
+  }
+  const messages: Record<string, string> = {};
+  for (const [step, channel] of [['mail/1', 'email'], ['text/0', 'sms'], ['gone/0', 'email']] as const) {
+    messages[step] = newId();
+    await sql`
+      insert into messages (workspace_id, id, customer_id, channel, channel_config_id, template_id, template_version, source_type, source_id, step_id, status)
+      values (${ws}, ${messages[step]!}, ${customer}, ${channel}, ${newId()}, ${newId()}, 1, 'flow', ${flow}, ${step}, 'sent')`;
+    await sql`insert into customer_actions (workspace_id, id, action_template_id, customer_id, message_id, occurred_at) values (${ws}, ${newId()}, ${old.sent!}, ${customer}, ${messages[step]!}, ${at})`;
+  }
+
+  await runMigrations(db.url);
+  const templates = await sql<{ id: string; step_id: string; kind: string; channel: string }[]>`select id, step_id, kind, channel from action_templates where source_id = ${flow} order by step_id, kind`;
+  const steps = (step: string) => templates.filter((x) => x.step_id === step).map((x) => `${x.channel}:${x.kind}`).sort();
+  t.same(steps('mail/1'), ['email:bounced', 'email:clicked', 'email:complained', 'email:delivered', 'email:failed', 'email:forwarded', 'email:not_sent', 'email:opened', 'email:sent', 'email:unsubscribed'], 'the email step: the email set');
+  t.same(steps('text/0'), ['sms:delivered', 'sms:failed', 'sms:not_sent', 'sms:sent', 'sms:unsubscribed'], 'the SMS step: the SMS set');
+  t.same(templates.filter((x) => x.step_id === '').map((x) => x.kind), ['sent'], 'the flow-wide set is gone but for the template a removed step\'s message still holds');
+  const assigned = await sql<{ message_id: string; step_id: string; kind: string }[]>`
+    select ca.message_id, at.step_id, at.kind from customer_actions ca join action_templates at on at.workspace_id = ca.workspace_id and at.id = ca.action_template_id where at.source_id = ${flow}`;
+  const of = (step: string) => assigned.filter((a) => a.message_id === messages[step]).map((a) => `${a.step_id} ${a.kind}`);
+  t.same(of('mail/1'), ['mail/1 sent'], 'moved to its step');
+  t.same(of('text/0'), ['text/0 sent'], 'moved to its step');
+  t.same(of('gone/0'), [' sent'], 'a step no longer in the flow keeps the flow-wide one');
+});

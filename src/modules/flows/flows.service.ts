@@ -211,8 +211,9 @@ export async function launchFlow(deps: D, workspaceId: string, id: string): Prom
     await tx`
       update flows set active_version = ${draft.version}, draft_version = null, status = ${status}, next_schedule_at = ${nextScheduleAt(draft.graph, now)}, updated_at = ${now}
       where workspace_id = ${workspaceId} and id = ${id}`;
-    const channels = new Set(draft.graph.nodes.flatMap((n) => (n.type === 'steps' ? n.steps.filter((s) => s.type === 'send').map((s) => (s as { channel: string }).channel) : [])));
-    await ensureActionTemplates(tx, [...channels].map((channel) => ({ workspaceId, sourceType: 'flow', sourceId: id, channel })));
+    // Each send step its own set, for its channel (its messages' step_id is `node/index`).
+    const steps = draft.graph.nodes.flatMap((n) => (n.type === 'steps' ? n.steps.flatMap((s, i) => (s.type === 'send' ? [{ stepId: `${n.id}/${i}`, channel: s.channel }] : [])) : []));
+    await ensureActionTemplates(tx, steps.map((s) => ({ workspaceId, sourceType: 'flow', sourceId: id, stepId: s.stepId, channel: s.channel })));
   });
   flowIndex.forget(workspaceId);
   return toFlow(sql, await findFlow(sql, workspaceId, id));

@@ -79,6 +79,8 @@ export const messageSchema = /* GraphQL */ `
     channel: String!
     sourceType: String!
     sourceId: String!
+    "A flow's send step (node/index): each has its own set. Empty for actions."
+    stepId: String!
     "Customers who got it."
     count: Int!
     "Customers who got it (same actions), newest first."

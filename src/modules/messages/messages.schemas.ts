@@ -32,6 +32,7 @@ export const ActionTemplate = Type.Object(
     id: Uuid,
     sourceType: Type.String(),
     sourceId: Type.String(),
+    stepId: Type.String({ description: "A flow's send step (`node/index`, the messages' `source.stepId`): each send step of a flow has its own set, for its channel. Empty for actions." }),
     kind: Type.String({ description: 'sent, delivered, opened, clicked, unsubscribed, forwarded, bounced, complained, not_sent, failed' }),
     channel: Type.String(),
     customers: Type.Integer({ description: 'Customers assigned this action template' }),

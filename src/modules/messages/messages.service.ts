@@ -33,11 +33,11 @@ export async function getMessage(deps: Pick<Deps, 'database' | 'config'>, worksp
 }
 
 export async function listActionTemplates(deps: D, workspaceId: string, sourceType: string, sourceId: string): Promise<ActionTemplate[]> {
-  const rows = await deps.database.sql<{ id: string; source_type: string; source_id: string; kind: string; channel: string; created_at: Date; customers: number }[]>`
+  const rows = await deps.database.sql<{ id: string; source_type: string; source_id: string; step_id: string; kind: string; channel: string; created_at: Date; customers: number }[]>`
     select at.*, (select count(distinct ca.customer_id)::int from customer_actions ca where ca.workspace_id = at.workspace_id and ca.action_template_id = at.id) as customers
     from action_templates at where at.workspace_id = ${workspaceId} and at.source_type = ${sourceType} and at.source_id = ${sourceId}
-    order by array_position(array['sent','delivered','opened','clicked','unsubscribed','forwarded','bounced','complained','not_sent','failed'], at.kind)`;
-  return rows.map((r) => ({ id: r.id, sourceType: r.source_type, sourceId: r.source_id, kind: r.kind, channel: r.channel, customers: r.customers, createdAt: r.created_at.toISOString() }));
+    order by at.step_id, array_position(array['sent','delivered','opened','clicked','unsubscribed','forwarded','bounced','complained','not_sent','failed'], at.kind)`;
+  return rows.map((r) => ({ id: r.id, sourceType: r.source_type, sourceId: r.source_id, stepId: r.step_id, kind: r.kind, channel: r.channel, customers: r.customers, createdAt: r.created_at.toISOString() }));
 }
 
 export async function actionTemplateCustomers(deps: D, workspaceId: string, id: string, q: { limit?: number; cursor?: string }) {

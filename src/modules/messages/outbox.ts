@@ -44,7 +44,7 @@ export async function enqueueMessages(tx: TransactionSql, boss: PgBoss, messages
       insert into message_queue (workspace_id, message_id, due_at) select workspace_id, id, ${now} from inserted
     )
     select id from inserted`;
-  const sources = new Map(messages.map((m) => [`${m.workspaceId}/${m.sourceType}/${m.sourceId}`, { workspaceId: m.workspaceId, sourceType: m.sourceType, sourceId: m.sourceId, channel: m.channel }]));
+  const sources = new Map(messages.map((m) => [`${m.workspaceId}/${m.sourceType}/${m.sourceId}/${m.stepId ?? ''}`, { workspaceId: m.workspaceId, sourceType: m.sourceType, sourceId: m.sourceId, stepId: m.stepId ?? '', channel: m.channel }]));
   await ensureActionTemplates(tx, [...sources.values()]);
   if (inserted.length) await boss.send(SEND_QUEUE, {}, { db: fromPostgres(tx) });
   return inserted.map((r) => r.id);

@@ -76,7 +76,7 @@ async function claimBatch(deps: SendDeps, limit: number): Promise<Batch | null> 
       where q.workspace_id = due.workspace_id and q.message_id = due.message_id
       returning q.workspace_id, q.message_id
     )
-    select l.workspace_id as queue_workspace_id, l.message_id as queue_id, m.status, m.workspace_id, m.id, m.customer_id, m.channel, m.channel_config_id, m.template_id, m.template_version, m.source_type, m.source_id, m.event, m.attempts, m.reason, ${lease}::timestamptz as lease
+    select l.workspace_id as queue_workspace_id, l.message_id as queue_id, m.status, m.workspace_id, m.id, m.customer_id, m.channel, m.channel_config_id, m.template_id, m.template_version, m.source_type, m.source_id, m.step_id, m.event, m.attempts, m.reason, ${lease}::timestamptz as lease
     from leased l left join messages m on m.workspace_id = l.workspace_id and m.id = l.message_id`;
   // A queue row whose message is gone or no longer 'queued' (set aside by hand, say) is dropped,
   // not sent: the queue heals instead of every writer of a status having to remember it.
