@@ -123,7 +123,8 @@ t.test('429, 5xx, resets, hangs and refused connections: the retry and dead-lett
   };
   const chaos = await scenario('sendgrid: random faults on every request', 'sendgrid', chaosFault, CHAOS);
   const tw429 = await scenario('twilio: 429 twice, Retry-After 1', 'twilio', first(2, { status: 429, retryAfter: 1 }));
-  const twDead = await scenario('twilio: 500 every time (dead letter)', 'twilio', always({ status: 500, retryAfter: 1 }));
+  const twDead = await scenario('twilio: 503 every time (dead letter)', 'twilio', always({ status: 503, retryAfter: 1 }));
+  const tw500 = await scenario('twilio: 500 (the SMS may exist)', 'twilio', first(1, { status: 500 }));
   const twReset = await scenario('twilio: reset after the request was read', 'twilio', first(1, { reset: true }));
   const wh503 = await scenario('webhook: 503 once, no Retry-After', 'webhook', first(1, { status: 503 }));
   const whReset = await scenario('webhook: reset after the request was read', 'webhook', first(1, { reset: true }));
@@ -198,7 +199,8 @@ t.test('429, 5xx, resets, hangs and refused connections: the retry and dead-lett
   check(sg400, { status: 'not_sent', attempts: 1, faults: ['400'], reason: /^provider_rejected: 400/ });
   check(sgRefused, { status: 'sent', attempts: 2, faults: ['none'] });
   check(tw429, { status: 'sent', attempts: 3, faults: ['429', '429', 'none'], backoff: [second, second] });
-  check(twDead, { status: 'failed', attempts: MAX_ATTEMPTS, faults: Array(MAX_ATTEMPTS).fill('500'), reason: /^gave up after 5 attempts: HTTP 500/, backoff: [second, second, second, second] });
+  check(twDead, { status: 'failed', attempts: MAX_ATTEMPTS, faults: Array(MAX_ATTEMPTS).fill('503'), reason: /^gave up after 5 attempts: HTTP 503/, backoff: [second, second, second, second] });
+  check(tw500, { status: 'unknown', attempts: 1, faults: ['500'], reason: /HTTP 500 after Twilio had the request/ });
   check(twReset, { status: 'unknown', attempts: 1, faults: ['reset'], reason: /after the request was sent/ });
   check(wh503, { status: 'sent', attempts: 2, faults: ['503', 'none'], backoff: [[1500, 2500]] });
   check(whReset, { status: 'unknown', attempts: 1, faults: ['reset'], reason: /after the request was sent/ });

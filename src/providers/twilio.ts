@@ -15,10 +15,15 @@ function twilioError(response: HttpResponse): string {
   return `${response.status}: ${bodyText(response.body) || 'no error message'}`;
 }
 
-/** Twilio's answer as an outcome (2xx handled by the caller). */
+/**
+ * Twilio's answer as an outcome (2xx handled by the caller). 429, 408 and 503 say the request
+ * was not taken: retry. Any other 5xx is an error inside Twilio after it had the request, and
+ * Messages has no idempotency key: the SMS may exist, so it is unknown, never sent twice.
+ */
 export function mapTwilioStatus(response: HttpResponse): Failure {
   const { status, headers } = response;
-  if (status === 429 || status === 408 || status >= 500) return retryStatus(status, headers, twilioError(response));
+  if (status === 429 || status === 408 || status === 503) return retryStatus(status, headers, twilioError(response));
+  if (status >= 500) return { kind: 'unknown', reason: `HTTP ${status} after Twilio had the request (it may have created the message): ${twilioError(response)}`.slice(0, 500) };
   if (status === 401 || status === 403) return { kind: 'rejected', reason: `authentication failed (${twilioError(response)})` };
   if (status >= 300 && status < 400) return { kind: 'rejected', reason: `unexpected redirect (${status}), not followed` };
   // 400 with Twilio's code: 21211 invalid To, 21610 unsubscribed recipient, 21408 region not enabled...
