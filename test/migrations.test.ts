@@ -5,7 +5,7 @@
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import postgres from 'postgres';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
@@ -37,13 +37,19 @@ async function migrateBefore(url: string, tag: string): Promise<void> {
   }
 }
 
-t.test('0011 message_queue: queued and sending messages get their queue rows, the others none', async (t) => {
+/** A database of its own with the migrations before `tag` applied, and a connection to it; both go when the test ends. */
+async function databaseBefore(t: Test, tag: string) {
   const db = await createTestDatabase();
   t.teardown(db.drop);
   const sql = postgres(db.url, { max: 1, onnotice: () => {} });
   t.teardown(() => sql.end());
   await sql`drop schema public cascade; drop schema if exists drizzle cascade; create schema public`.simple();
-  await migrateBefore(db.url, '0011_message_queue');
+  await migrateBefore(db.url, tag);
+  return { db, sql };
+}
+
+t.test('0011 message_queue: queued and sending messages get their queue rows, the others none', async (t) => {
+  const { db, sql } = await databaseBefore(t, '0011_message_queue');
 
   const ws = newId();
   const customer = newId();
@@ -132,12 +138,7 @@ t.test('0012, 0015: customer_actions and message_queue without foreign keys stil
 });
 
 t.test('0017 flow_node_counts: the stats so far are counted from the decisions, entries under way learn where they have been', async (t) => {
-  const db = await createTestDatabase();
-  t.teardown(db.drop);
-  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
-  t.teardown(() => sql.end());
-  await sql`drop schema public cascade; drop schema if exists drizzle cascade; create schema public`.simple();
-  await migrateBefore(db.url, '0017_flow_node_counts');
+  const { db, sql } = await databaseBefore(t, '0017_flow_node_counts');
 
   const ws = newId();
   const flow = newId();
@@ -173,12 +174,7 @@ t.test('0017 flow_node_counts: the stats so far are counted from the decisions, 
 });
 
 t.test('0019 action templates per send step: a launched flow gets a set per step, its assignments move there, the flow-wide set goes', async (t) => {
-  const db = await createTestDatabase();
-  t.teardown(db.drop);
-  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
-  t.teardown(() => sql.end());
-  await sql`drop schema public cascade; drop schema if exists drizzle cascade; create schema public`.simple();
-  await migrateBefore(db.url, '0019_action_templates_per_step');
+  const { db, sql } = await databaseBefore(t, '0019_action_templates_per_step');
 
   const ws = newId();
   const flow = newId();
