@@ -173,7 +173,7 @@ t.test('0017 flow_node_counts: the stats so far are counted from the decisions, 
   t.same(visited.find((e) => e.id === done)?.visited, [], 'a done entry never moves again: left empty');
 });
 
-t.test('0019 action templates per send step: a launched flow gets a set per step, its assignments move there, the flow-wide set goes', async (t) => {
+t.test('0019 action templates per step and channel: the flow-wide set becomes its first step\'s (ids kept), every step and every step messages came from gets a set, assignments move to their own step\'s', async (t) => {
   const { db, sql } = await databaseBefore(t, '0019_action_templates_per_step');
 
   const ws = newId();
@@ -187,20 +187,22 @@ t.test('0019 action templates per send step: a launched flow gets a set per step
       { id: 'start', type: 'event_trigger', eventType: 'x' },
       { id: 'mail', type: 'steps', steps: [{ type: 'update_fields', set: { a: 1 } }, send('email')] },
       { id: 'text', type: 'steps', steps: [send('sms')] },
+      { id: 'again', type: 'steps', steps: [send('email')] },
     ],
     edges: [],
   };
   const at = new Date('2026-11-20T10:00:00Z');
   await sql`insert into flows (workspace_id, id, name, status, active_version, created_at, updated_at) values (${ws}, ${flow}, 'f', 'active', 1, ${at}, ${at})`;
   await sql`insert into flow_versions (workspace_id, flow_id, version, graph, drafted_at, launched_at) values (${ws}, ${flow}, 1, ${sql.json(graph)}, ${at}, ${at})`;
-  // Before: one set for the flow, of its first channel; a message of each step, assigned 'sent'.
+  // Before: one set for the flow, of its first channel; a message of each step (and of a step
+  // an earlier version had), each assigned that set's 'sent'.
   const old: Record<string, string> = {};
   for (const kind of ['sent', 'delivered', 'opened']) {
     old[kind] = newId();
     await sql`insert into action_templates (workspace_id, id, source_type, source_id, kind, channel) values (${ws}, ${old[kind]!}, 'flow', ${flow}, ${kind}, 'email')`;
   }
   const messages: Record<string, string> = {};
-  for (const [step, channel] of [['mail/1', 'email'], ['text/0', 'sms'], ['gone/0', 'email']] as const) {
+  for (const [step, channel] of [['mail/1', 'email'], ['text/0', 'sms'], ['again/0', 'email'], ['gone/0', 'email']] as const) {
     messages[step] = newId();
     await sql`
       insert into messages (workspace_id, id, customer_id, channel, channel_config_id, template_id, template_version, source_type, source_id, step_id, status)
@@ -209,15 +211,19 @@ t.test('0019 action templates per send step: a launched flow gets a set per step
   }
 
   await runMigrations(db.url);
-  const templates = await sql<{ id: string; step_id: string; kind: string; channel: string }[]>`select id, step_id, kind, channel from action_templates where source_id = ${flow} order by step_id, kind`;
-  const steps = (step: string) => templates.filter((x) => x.step_id === step).map((x) => `${x.channel}:${x.kind}`).sort();
-  t.same(steps('mail/1'), ['email:bounced', 'email:clicked', 'email:complained', 'email:delivered', 'email:failed', 'email:forwarded', 'email:not_sent', 'email:opened', 'email:sent', 'email:unsubscribed'], 'the email step: the email set');
-  t.same(steps('text/0'), ['sms:delivered', 'sms:failed', 'sms:not_sent', 'sms:sent', 'sms:unsubscribed'], 'the SMS step: the SMS set');
-  t.same(templates.filter((x) => x.step_id === '').map((x) => x.kind), ['sent'], 'the flow-wide set is gone but for the template a removed step\'s message still holds');
-  const assigned = await sql<{ message_id: string; step_id: string; kind: string }[]>`
-    select ca.message_id, at.step_id, at.kind from customer_actions ca join action_templates at on at.workspace_id = ca.workspace_id and at.id = ca.action_template_id where at.source_id = ${flow}`;
-  const of = (step: string) => assigned.filter((a) => a.message_id === messages[step]).map((a) => `${a.step_id} ${a.kind}`);
-  t.same(of('mail/1'), ['mail/1 sent'], 'moved to its step');
-  t.same(of('text/0'), ['text/0 sent'], 'moved to its step');
-  t.same(of('gone/0'), [' sent'], 'a step no longer in the flow keeps the flow-wide one');
+  const templates = await sql<{ id: string; step_id: string; kind: string; channel: string }[]>`select id, step_id, kind, channel from action_templates where source_id = ${flow}`;
+  const setOf = (step: string) => templates.filter((x) => x.step_id === step).map((x) => `${x.channel}:${x.kind}`).sort();
+  const email = ['sent', 'delivered', 'opened', 'clicked', 'unsubscribed', 'forwarded', 'bounced', 'complained', 'not_sent', 'failed'].map((k) => `email:${k}`).sort();
+  t.same(setOf('mail/1'), email, 'the first email step: the whole email set');
+  t.same(setOf('again/0'), email, 'the second email step: its own');
+  t.same(setOf('text/0'), ['sms:delivered', 'sms:failed', 'sms:not_sent', 'sms:sent', 'sms:unsubscribed'], 'the SMS step: the SMS set');
+  t.same(setOf('gone/0'), email, 'a step of an earlier version its messages came from: a set, for their late events');
+  t.same(setOf(''), [], 'no flow-wide set is left');
+  for (const kind of ['sent', 'delivered', 'opened']) t.match(templates.find((x) => x.id === old[kind]), { step_id: 'mail/1', kind }, `the old ${kind} template is the first email step's: its id still works`);
+  const assigned = await sql<{ message_id: string; step_id: string; channel: string; kind: string }[]>`
+    select ca.message_id, at.step_id, at.channel, at.kind from customer_actions ca join action_templates at on at.workspace_id = ca.workspace_id and at.id = ca.action_template_id where at.source_id = ${flow}`;
+  t.equal(assigned.length, 4, 'moved, not copied: each action once');
+  for (const [step, channel] of [['mail/1', 'email'], ['text/0', 'sms'], ['again/0', 'email'], ['gone/0', 'email']] as const) {
+    t.same(assigned.filter((a) => a.message_id === messages[step]).map((a) => `${a.step_id} ${a.channel} ${a.kind}`), [`${step} ${channel} sent`], `${step}: its own step's and channel's 'sent'`);
+  }
 });

@@ -155,6 +155,31 @@ t.test('action templates: sent but not opened within 3 days, opened but not clic
   t.same(await matching(call, { type: 'action', sourceType: 'action', sourceId: 'no-such-source', kind: 'sent' }), [], 'an unknown source matches nobody');
 });
 
+t.test('action conditions on a flow: a set per send step and channel; "sent" matches any step, "without" looks at the message\'s own step', async (t) => {
+  clock.set('2026-06-15T12:00:00Z');
+  const { call, workspaceId } = await workspaceWithKey(app);
+  const config = (await call('POST', '/v1/channel-configs', { name: 'sandbox', provider: 'sandbox', channel: 'email' })).json();
+  const template = (await call('POST', '/v1/templates', { name: 'Hi', channel: 'email', content: { subject: 'Hi', html: '<p>Hi</p>' } })).json();
+  const ids: Record<string, string> = {};
+  for (const name of ['mailed', 'opener', 'texted', 'none']) ids[name] = await customer(call, { externalId: name, email: `${name}@x.example` });
+  const source = { sourceType: 'flow', sourceId: 'flow-1' };
+  const steps: Record<string, [string, string]> = { mailed: ['mail/0', 'email'], opener: ['mail/0', 'email'], texted: ['text/0', 'sms'] };
+  const messages = new Map<string, string>();
+  await sql.begin(async (tx) => {
+    for (const [name, [stepId, channel]] of Object.entries(steps)) {
+      const [id] = await enqueueMessages(tx, deps.boss, [{ workspaceId, customerId: ids[name]!, channel, channelConfigId: config.id, templateId: template.id, templateVersion: 1, ...source, stepId }], clock.now());
+      messages.set(name, id!);
+    }
+  });
+  const assign = (name: string, kind: string) => ({ workspaceId, messageId: messages.get(name)!, customerId: ids[name]!, ...source, kind, occurredAt: clock.now() });
+  t.equal(await assignActions(sql, [assign('mailed', 'sent'), assign('opener', 'sent'), assign('opener', 'opened'), assign('texted', 'sent')]), 4, 'each to its own step\'s template');
+  const list = (await call('GET', '/v1/action-templates?sourceType=flow&sourceId=flow-1')).json().data as { stepId: string; channel: string; kind: string }[];
+  t.same([...new Set(list.map((a) => `${a.stepId} ${a.channel}`))], ['mail/0 email', 'text/0 sms']);
+  t.same(await matching(call, { type: 'action', ...source, kind: 'sent' }), ['mailed', 'opener', 'texted'], 'sent by any step of the flow');
+  t.same(await matching(call, { type: 'action', ...source, kind: 'sent', without: { kind: 'opened' } }), ['mailed', 'texted'], 'sent and that message not opened');
+  t.same(await matching(call, { type: 'action', ...source, kind: 'opened' }), ['opener']);
+});
+
 t.test('one compiler, two modes: "everyone who matches" and "which of these match" agree', async (t) => {
   clock.set('2026-06-15T12:00:00Z');
   const { call, workspaceId } = await workspaceWithKey(app);

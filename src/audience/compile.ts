@@ -199,13 +199,15 @@ class Builder {
   }
 
   actionWhere(node: ActionCondition): string[] {
-    const template = node.actionTemplateId
-      ? this.p(node.actionTemplateId, 'uuid')
+    // A source can have several templates of a kind (a flow: one set per send step and channel).
+    const templates = node.actionTemplateId
+      ? `(${this.p(node.actionTemplateId, 'uuid')})`
       : `(select at.id from action_templates at where at.workspace_id = $1::uuid and at.source_type = ${this.p(node.sourceType, 'text')} and at.source_id = ${this.p(node.sourceId, 'text')} and at.kind = ${this.p(node.kind, 'text')})`;
-    const where = [`ca.action_template_id = ${template}`];
+    const where = [`ca.action_template_id in ${templates}`];
     if (node.within) where.push(`ca.occurred_at >= ${this.now} - ${this.p(interval(node.within), 'interval')}`);
     if (node.without) {
-      const other = `(select n.id from action_templates p join action_templates n on n.workspace_id = p.workspace_id and n.source_type = p.source_type and n.source_id = p.source_id and n.kind = ${this.p(node.without.kind, 'text')} where p.workspace_id = $1::uuid and p.id = ${template})`;
+      // The other kind among the same source's templates: the message (cb.message_id below) picks its own step's.
+      const other = `(select n.id from action_templates p join action_templates n on n.workspace_id = p.workspace_id and n.source_type = p.source_type and n.source_id = p.source_id and n.kind = ${this.p(node.without.kind, 'text')} where p.workspace_id = $1::uuid and p.id in ${templates})`;
       let inWindow = '';
       if (node.without.within) {
         const w = this.p(interval(node.without.within), 'interval');
@@ -213,7 +215,7 @@ class Builder {
         where.push(`ca.occurred_at <= ${this.now} - ${w}`);
         inWindow = ` and cb.occurred_at <= ca.occurred_at + ${w}`;
       }
-      where.push(`not exists (select 1 from customer_actions cb where cb.workspace_id = ca.workspace_id and cb.action_template_id = ${other} and cb.message_id = ca.message_id${inWindow})`);
+      where.push(`not exists (select 1 from customer_actions cb where cb.workspace_id = ca.workspace_id and cb.action_template_id in ${other} and cb.message_id = ca.message_id${inWindow})`);
     }
     return where;
   }

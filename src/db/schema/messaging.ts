@@ -143,13 +143,13 @@ export const actionTemplates = pgTable(
     id: uuid().notNull(),
     sourceType: text().notNull(),
     sourceId: text().notNull(),
-    /** A flow's send step (`node/index`, as its messages' step_id): each has its own set. '' for actions. */
+    /** A flow's send step (`node/index`, as its messages' step_id): each has its own set, per channel. '' for actions. */
     stepId: text().notNull().default(''),
     kind: text().notNull(),
     channel: text().notNull(),
     createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [primaryKey({ columns: [t.workspaceId, t.id] }), uniqueIndex('action_templates_kind_idx').on(t.workspaceId, t.sourceType, t.sourceId, t.stepId, t.kind)],
+  (t) => [primaryKey({ columns: [t.workspaceId, t.id] }), uniqueIndex('action_templates_kind_idx').on(t.workspaceId, t.sourceType, t.sourceId, t.stepId, t.channel, t.kind)],
 );
 
 /**

@@ -29,7 +29,7 @@ export async function ensureActionTemplates(sql: Sql | TransactionSql, sources: 
     insert into action_templates (workspace_id, id, source_type, source_id, step_id, kind, channel)
     select r.workspace_id, r.id, r.source_type, r.source_id, r.step_id, r.kind, r.channel
     from json_to_recordset(${JSON.stringify(rows)}::json) as r(workspace_id uuid, id uuid, source_type text, source_id text, step_id text, kind text, channel text)
-    on conflict (workspace_id, source_type, source_id, step_id, kind) do nothing`;
+    on conflict (workspace_id, source_type, source_id, step_id, channel, kind) do nothing`;
 }
 
 export interface Assignment {
@@ -38,7 +38,6 @@ export interface Assignment {
   customerId: string;
   sourceType: string;
   sourceId: string;
-  stepId?: string;
   kind: string;
   occurredAt: Date;
   touchpoint?: Record<string, unknown>;
@@ -48,7 +47,7 @@ export interface Assignment {
 export async function assignActions(sql: Sql | TransactionSql, items: Assignment[]): Promise<number> {
   if (items.length === 0) return 0;
   const rows = items.map((a) => ({
-    workspace_id: a.workspaceId, id: newId(), message_id: a.messageId, customer_id: a.customerId, source_type: a.sourceType, source_id: a.sourceId, step_id: a.stepId ?? '',
+    workspace_id: a.workspaceId, id: newId(), message_id: a.messageId, customer_id: a.customerId, source_type: a.sourceType, source_id: a.sourceId,
     kind: a.kind, occurred_at: a.occurredAt.toISOString(), touchpoint: a.touchpoint ?? {},
   }));
   // The caller knows each message's source and customer: joining messages by source let the
@@ -57,16 +56,17 @@ export async function assignActions(sql: Sql | TransactionSql, items: Assignment
   const inserted = await sql`
     with r as (
       select * from json_to_recordset(${JSON.stringify(rows)}::json)
-        as r(workspace_id uuid, id uuid, message_id uuid, customer_id uuid, source_type text, source_id text, step_id text, kind text, occurred_at timestamptz, touchpoint jsonb)
+        as r(workspace_id uuid, id uuid, message_id uuid, customer_id uuid, source_type text, source_id text, kind text, occurred_at timestamptz, touchpoint jsonb)
     ), held as (
       -- The messages by key, held until commit (customer_actions has no foreign key: migration 0012).
-      select m.workspace_id, m.id from messages m join r on m.workspace_id = r.workspace_id and m.id = r.message_id for key share of m
+      select m.workspace_id, m.id, m.step_id, m.channel from messages m where (m.workspace_id, m.id) in (select workspace_id, message_id from r) for key share of m
     )
     insert into customer_actions (workspace_id, id, action_template_id, customer_id, message_id, occurred_at, touchpoint)
     select r.workspace_id, r.id, at.id, r.customer_id, r.message_id, r.occurred_at, r.touchpoint
     from r
-    join action_templates at on at.workspace_id = r.workspace_id and at.source_type = r.source_type and at.source_id = r.source_id and at.step_id = r.step_id and at.kind = r.kind
-    where exists (select from held h where h.workspace_id = r.workspace_id and h.id = r.message_id)
+    -- The template of the message's own step and channel.
+    join held h on h.workspace_id = r.workspace_id and h.id = r.message_id
+    join action_templates at on at.workspace_id = r.workspace_id and at.source_type = r.source_type and at.source_id = r.source_id and at.step_id = h.step_id and at.channel = h.channel and at.kind = r.kind
     on conflict (workspace_id, action_template_id, message_id) do nothing
     returning 1`;
   return inserted.length;

@@ -147,7 +147,7 @@ const STORE_AND_APPLY = `
     from stored s
     -- The events' foreign key holds their messages until commit: customer_actions has none (migration 0012).
     join messages m on m.workspace_id = s.workspace_id and m.id = s.message_id
-    join action_templates at on at.workspace_id = s.workspace_id and at.source_type = m.source_type and at.source_id = m.source_id and at.step_id = m.step_id and at.kind = ${ACTION_OF('s.kind')}
+    join action_templates at on at.workspace_id = s.workspace_id and at.source_type = m.source_type and at.source_id = m.source_id and at.step_id = m.step_id and at.channel = m.channel and at.kind = ${ACTION_OF('s.kind')}
     order by s.workspace_id, at.id, s.message_id, s.occurred_at
     on conflict (workspace_id, action_template_id, message_id) do nothing
   )

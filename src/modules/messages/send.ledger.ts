@@ -159,7 +159,7 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
   const assignments = results.flatMap((r) => {
     const kind = r.status === 'sent' ? 'sent' : r.status === 'not_sent' ? 'not_sent' : r.status === 'failed' ? 'failed' : null;
     const m = r.message;
-    return kind ? [{ workspace_id: m.workspace_id, id: newId(), message_id: m.id, customer_id: m.customer_id, source_type: m.source_type, source_id: m.source_id, step_id: m.step_id, kind, touchpoint: { channel: m.channel, ...(r.reason ? { reason: r.reason } : {}) } }] : [];
+    return kind ? [{ workspace_id: m.workspace_id, id: newId(), message_id: m.id, customer_id: m.customer_id, source_type: m.source_type, source_id: m.source_id, step_id: m.step_id, channel: m.channel, kind, touchpoint: { channel: m.channel, ...(r.reason ? { reason: r.reason } : {}) } }] : [];
   });
   const gone = results.flatMap((r) => (r.goneSubscription ? [[r.message.workspace_id, r.goneSubscription] as const] : []));
   const sendingUntil = new Date(now.getTime() + SENDING_LEASE_MS);
@@ -207,9 +207,9 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
       insert into customer_actions (workspace_id, id, action_template_id, customer_id, message_id, occurred_at, touchpoint)
       select a.workspace_id, a.id, t.id, a.customer_id, a.message_id, ${now}, a.touchpoint
       from json_to_recordset(${JSON.stringify(assignments)}::json)
-        as a(workspace_id uuid, id uuid, message_id uuid, customer_id uuid, source_type text, source_id text, step_id text, kind text, touchpoint jsonb)
+        as a(workspace_id uuid, id uuid, message_id uuid, customer_id uuid, source_type text, source_id text, step_id text, channel text, kind text, touchpoint jsonb)
       join written w on w.workspace_id = a.workspace_id and w.id = a.message_id
-      join action_templates t on t.workspace_id = a.workspace_id and t.source_type = a.source_type and t.source_id = a.source_id and t.step_id = a.step_id and t.kind = a.kind
+      join action_templates t on t.workspace_id = a.workspace_id and t.source_type = a.source_type and t.source_id = a.source_id and t.step_id = a.step_id and t.channel = a.channel and t.kind = a.kind
       on conflict (workspace_id, message_id, action_template_id) do nothing
     ), gone as (
       delete from push_subscriptions s using unnest(${plainArray(gone.map((g) => g[0]))}::uuid[], ${plainArray(gone.map((g) => g[1]))}::uuid[]) u(w, id)
