@@ -43,6 +43,19 @@ t.test('promo_code and points_balance in a flow\'s email, an action\'s, a previe
   t.equal(view.rendered.text, 'Code V-1, 120 points, on 2026-07-02 05:30', 'the flow\'s code, the balance after its points, Tokyo time (the workspace\'s)');
   t.match(view.rendered.html, /<p>Code V-1, 120 points, on 2026-07-02 05:30<\/p>/);
 
+  // A flow that issues nothing, triggered by an event that carries a code of its own (one the
+  // customer used): the merge tag is still the customer's issued code (bob has none).
+  const echo = (await call('POST', '/v1/flows', { name: 'Echo', graph: {
+    nodes: [{ id: 'start', type: 'event_trigger', eventType: 'order' }, { id: 'mail', type: 'steps', steps: [{ type: 'send', channel: 'email', channelConfigId: config, templateId: template }] }, { id: 'end', type: 'exit' }],
+    edges: [{ from: 'start', to: 'mail' }, { from: 'mail', to: 'end' }],
+  } })).json().id as string;
+  t.equal((await call('POST', `/v1/flows/${echo}/launch`)).statusCode, 200);
+  await call('POST', '/v1/events', { externalId: 'bob', type: 'order', properties: { promo_code: 'USED-9' }, occurredAt: clock.now().toISOString() });
+  await drainFlows(deps);
+  await sendDueMessages(deps);
+  const [echoed] = await deps.database.sql<{ id: string }[]>`select id from messages where workspace_id = ${workspaceId} and source_id = ${echo}`;
+  t.match((await call('GET', `/v1/messages/${echoed!.id}`)).json().rendered.text, /^Code none, 0 points/, 'an event\'s own promo_code property is not an issued code');
+
   const preview = async (body: Record<string, unknown>) => {
     const res = await call('POST', `/v1/templates/${template}/preview`, body);
     t.equal(res.statusCode, 200, res.body);

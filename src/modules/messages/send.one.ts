@@ -32,11 +32,13 @@ function mergeUrls(variables: string[], urls: { unsubscribe: string; view: strin
   };
 }
 
-/** promo_code and points_balance for the render: a code the message's flow issued comes first. */
+/**
+ * promo_code and points_balance for the render. Not taken from the message's event: a flow puts
+ * the code it issued there (event.promo_code), but so may the triggering event's own properties
+ * (a code the customer used); the newest code issued to the customer is the flow's by send time.
+ */
 function mergeDataOf(ctx: Context, m: ClaimedMessage): MergeData {
-  const data = ctx.mergeData.get(k(m.workspace_id, m.customer_id));
-  const issued = m.event?.promo_code;
-  return typeof issued === 'string' ? { ...data, promo_code: issued } : (data ?? {});
+  return ctx.mergeData.get(k(m.workspace_id, m.customer_id)) ?? {};
 }
 
 function htmlPieces(compiled: CompiledTemplate, parts: Record<string, string[]>) {

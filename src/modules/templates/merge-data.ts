@@ -1,7 +1,8 @@
 // The merge tags that come from the customer's records rather than the customer row:
 // `points_balance` (the balance on the newest row of their points ledger, 0 without one) and
-// `promo_code` (the newest code issued to them; a message from a flow that issued one carries
-// that one in its event). Read only for templates that use them, for a batch of customers at once.
+// `promo_code` (the newest code issued to them: a flow's promo code step issues it before its
+// send steps run; the flow's own is also `event.promo_code`). Read only for templates that use
+// them, for a batch of customers at once.
 import type { Sql } from 'postgres';
 
 export interface MergeData {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { and, asc, eq, isNull } from 'drizzle-orm';
+import { and, asc, eq, isNull, sql } from 'drizzle-orm';
 import type { Db } from '../../db/client.ts';
 import { apiKeys, workspaces } from '../../db/schema/index.ts';
 import type { Deps } from '../../deps.ts';
@@ -45,19 +45,18 @@ const toWorkspace = (r: typeof workspaces.$inferSelect) => ({ id: r.id, name: r.
  */
 export async function updateWorkspace(deps: Pick<Deps, 'db'>, id: string, body: UpdateWorkspaceBody, byRoot: boolean): Promise<Workspace> {
   checkTimeZone(body.timeZone);
-  if (!byRoot && body.settings?.allowPrivateNetworkTargets === true) {
-    const current = await deps.db.query.workspaces.findFirst({ where: eq(workspaces.id, id), columns: { settings: true } });
-    if (!current) throw notFound('Workspace');
-    if ((current.settings as WorkspaceSettings).allowPrivateNetworkTargets !== true) {
-      throw forbidden('Only the root token can allow private network targets (settings.allowPrivateNetworkTargets)');
-    }
-  }
   const set: Partial<typeof workspaces.$inferInsert> = {};
   if (body.name) set.name = body.name;
   if (body.timeZone) set.timeZone = body.timeZone;
   if (body.settings) set.settings = body.settings;
-  const rows = await deps.db.update(workspaces).set(set).where(eq(workspaces.id, id)).returning({ id: workspaces.id });
-  if (!rows.length) throw notFound('Workspace');
+  // Checked in the update itself: a root token turning it off at the same moment is not overwritten.
+  const keepsPrivate = !byRoot && body.settings?.allowPrivateNetworkTargets === true;
+  const where = keepsPrivate ? and(eq(workspaces.id, id), sql`${workspaces.settings}->>'allowPrivateNetworkTargets' = 'true'`) : eq(workspaces.id, id);
+  const rows = await deps.db.update(workspaces).set(set).where(where).returning({ id: workspaces.id });
+  if (!rows.length) {
+    if (!keepsPrivate || !(await deps.db.query.workspaces.findFirst({ where: eq(workspaces.id, id), columns: { id: true } }))) throw notFound('Workspace');
+    throw forbidden('Only the root token can allow private network targets (settings.allowPrivateNetworkTargets)');
+  }
   return getWorkspace(deps, id);
 }
 
