@@ -299,6 +299,18 @@ t.test('test-send renders and sends through a chosen config; another channel is 
   t.same((await s.call('GET', `/v1/customers/${customer}`)).json().consents, [], 'the customer\'s consent is untouched');
   const timeline = (await s.call('GET', `/v1/customers/${customer}/timeline?kinds=message`)).json().data;
   t.match(timeline, [{ kind: 'message', id: messageId }], 'on the customer\'s timeline');
+  // An event that comes back before the provider's answer finds the message (it is written before the call).
+  let early: { stored: number } | undefined;
+  useProvider(t, {
+    async send(request) {
+      early = await applyMessageEvents(sql, [{ workspaceId: s.workspaceId, messageId: request.messageId, kind: 'delivered', occurredAt: herald.clock.now(), providerEventId: `early-${request.messageId}` }]);
+      return { kind: 'sent', providerMessageId: 'test-2' };
+    },
+  });
+  const quick = await s.call('POST', `/v1/templates/${s.template}/test-send`, { channelConfigId: s.config, to: 'qa@x.io', customerId: customer });
+  t.match(early, { stored: 1 }, 'the early event was stored against the test message');
+  t.match((await s.call('GET', `/v1/messages/${quick.json().messageId}`)).json(), { status: 'delivered', providerMessageId: 'test-2' }, 'and the answer did not move its status back');
+  useProvider(t, sandboxProvider);
   // A cap of one email a day is not used up by the test.
   await sql`update workspaces set settings = ${JSON.stringify({ frequencyCaps: { email: { perDay: 1 } } })}::jsonb where id = ${s.workspaceId}`;
   const [real] = await enqueue([message(s, customer, newId())]);

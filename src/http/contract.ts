@@ -4,6 +4,7 @@ import { buildSchema, printSchema } from 'graphql';
 import { PgBoss } from 'pg-boss';
 import { schema } from '../graphql/plugin.ts';
 import { buildApp } from '../app.ts';
+import { openapiDocument } from './openapi.ts';
 import { loadConfig } from '../config.ts';
 import { createDatabase } from '../db/client.ts';
 import { systemClock } from '../deps.ts';
@@ -19,7 +20,7 @@ export async function generateOpenApi(): Promise<object> {
   const deps = { database, db: database.db, boss: new PgBoss(url), clock: systemClock, config, eventHooks, eventWriter: new EventWriter(database.sql, systemClock, eventHooks), providers: defaultProviders() };
   const app = await buildApp({ deps, rootToken: 'contract-only-token-0000000000', queueReady: () => false, logger: false });
   await app.ready();
-  const doc = app.swagger();
+  const doc = openapiDocument(app);
   await app.close();
   await database.sql.end({ timeout: 0 });
   return doc;

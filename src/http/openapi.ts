@@ -42,6 +42,26 @@ const TAGS = [
   { name: 'operations', description: 'Health, readiness, metrics' },
 ];
 
+/**
+ * @fastify/swagger marks every body `required` (Fastify wants one when a body schema is set); a
+ * route whose config says `optionalBody` fills in a missing one itself (a preValidation hook),
+ * and its document says so.
+ */
+function markOptionalBodies(doc: Record<string, unknown>, operations: Set<string>): Record<string, unknown> {
+  for (const item of Object.values((doc.paths ?? {}) as Record<string, Record<string, { operationId?: string; requestBody?: { required?: boolean } }>>)) {
+    for (const op of Object.values(item)) if (op.operationId && operations.has(op.operationId) && op.requestBody) op.requestBody.required = false;
+  }
+  return doc;
+}
+
+/** Per app: the operations whose route config says `optionalBody`. */
+const optionalBodies = new WeakMap<FastifyInstance, Set<string>>();
+
+/** The OpenAPI document of `app` as served and committed. */
+export function openapiDocument(app: FastifyInstance): Record<string, unknown> {
+  return markOptionalBodies(app.swagger() as unknown as Record<string, unknown>, optionalBodies.get(app) ?? new Set());
+}
+
 export const openapiPlugin = fp(
   async (app: FastifyInstance) => {
     for (const schema of componentSchemas) app.addSchema(schema);
@@ -78,7 +98,13 @@ export const openapiPlugin = fp(
       },
     });
     await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
-    app.get('/openapi.json', { schema: { hide: true }, config: { access: 'public', rateLimit: false } }, async () => app.swagger());
+    const optional = new Set<string>();
+    optionalBodies.set(app, optional);
+    app.addHook('onRoute', (route) => {
+      const id = (route.schema as { operationId?: string } | undefined)?.operationId;
+      if (id && (route.config as { optionalBody?: boolean } | undefined)?.optionalBody) optional.add(id);
+    });
+    app.get('/openapi.json', { schema: { hide: true }, config: { access: 'public', rateLimit: false } }, async () => openapiDocument(app));
   },
   { name: 'herald-openapi' },
 );

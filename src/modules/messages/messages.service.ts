@@ -11,6 +11,7 @@ import { getTemplate, versionFields, workspaceZone } from '../templates/template
 import { loadMergeData, mergeDataWanted } from '../templates/merge-data.ts';
 import { contentAsSent, type StoredMessage } from './as-sent.ts';
 import { composePayload, placeholderUrls, trackingUrls } from './compose.ts';
+import type { SendOutcome } from '../../providers/types.ts';
 import type { WorkspaceSettings } from '../workspaces/workspaces.schemas.ts';
 import { timelines, type TimelineKind } from './timeline.ts';
 import type { ActionTemplate, Message, TestSendBody, TestSendResult, TimelineEntry, TimelineQuery } from './messages.schemas.ts';
@@ -114,20 +115,35 @@ export async function testSend(deps: Pick<Deps, 'db' | 'database' | 'config' | '
   if ('error' in composed) throw invalid(`The message cannot be sent: ${composed.error}`);
   const provider = deps.providers[config.provider];
   if (!provider) throw invalid(`No provider ${config.provider} in this build`);
-  const outcome = await provider.send({
-    messageId: customer ? messageId : `test-${messageId}`, workspaceId, payload: composed.payload, settings: config.settings, secrets: config.secrets,
-    allowPrivateTargets: workspace?.settings.allowPrivateNetworkTargets === true, signal: AbortSignal.timeout(15_000),
-  });
+  const { sql } = deps.database;
+  if (customer) {
+    // Written before the call, so an open or a webhook that comes back at once finds it. It has
+    // no queue row (a test send is never retried): a process that stops mid-call leaves it 'sending'.
+    const now = deps.clock.now();
+    await sql`
+      insert into messages (workspace_id, id, customer_id, channel, channel_config_id, template_id, template_version, source_type, source_id, step_id,
+        status, to_address, rendered, attempts, next_attempt_at, created_at, updated_at)
+      values (${workspaceId}, ${messageId}, ${customer.id}, ${template.channel}, ${config.id}, ${templateId}, ${template.version}, 'test', ${templateId}, ${messageId},
+        'sending', ${body.to}, ${JSON.stringify(composed.rendered)}::json, 1, ${now}, ${now}, ${now})`;
+  }
+  let outcome: SendOutcome;
+  try {
+    outcome = await provider.send({
+      messageId: customer ? messageId : `test-${messageId}`, workspaceId, payload: composed.payload, settings: config.settings, secrets: config.secrets,
+      allowPrivateTargets: workspace?.settings.allowPrivateNetworkTargets === true, signal: AbortSignal.timeout(15_000),
+    });
+  } catch (error) {
+    // A provider that throws has broken its contract; nobody knows whether the request left.
+    outcome = { kind: 'unknown', reason: (error as Error).message };
+  }
   if (customer) {
     const now = deps.clock.now();
     const [status, reason] = outcome.kind === 'sent' ? ['sent', null] : outcome.kind === 'unknown' ? ['unknown', outcome.reason] : ['not_sent', `provider_rejected: ${outcome.reason}`];
-    // Written after the call: a test send is never retried, so nothing is left 'sending' if this process stops.
-    await deps.database.sql`
-      insert into messages (workspace_id, id, customer_id, channel, channel_config_id, template_id, template_version, source_type, source_id, step_id,
-        status, reason, to_address, rendered, provider_message_id, attempts, next_attempt_at, created_at, sent_at, updated_at)
-      values (${workspaceId}, ${messageId}, ${customer.id}, ${template.channel}, ${config.id}, ${templateId}, ${template.version}, 'test', ${templateId}, ${messageId},
-        ${status}, ${reason?.slice(0, 500) ?? null}, ${body.to}, ${JSON.stringify(composed.rendered)}::json, ${outcome.kind === 'sent' ? outcome.providerMessageId : null}, 1, ${now}, ${now},
-        ${status === 'sent' ? now : null}, ${now})`;
+    // Only from 'sending': an event that came back first has moved it on (statuses never go back).
+    await sql`
+      update messages set status = case when status = 'sending' then ${status} else status end, reason = case when status = 'sending' then ${reason?.slice(0, 500) ?? null} else reason end,
+        provider_message_id = ${outcome.kind === 'sent' ? outcome.providerMessageId : null}, sent_at = ${status === 'sent' ? now : null}, updated_at = ${now}
+      where workspace_id = ${workspaceId} and id = ${messageId}`;
   }
   return {
     messageId: customer ? messageId : null,

@@ -81,7 +81,7 @@ export async function trackingRoutes(app: App, deps: Deps) {
   });
 
   app.post('/t/p/:token', {
-    ...common,
+    config: { access: 'public' as const, optionalBody: true },
     schema: {
       operationId: 'trackPush', tags, summary: 'Push receipt, open or click beacon from a device or service worker',
       params: TokenParams,
