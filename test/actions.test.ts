@@ -52,7 +52,7 @@ t.test('single send: launched, run once to the audience, sent, reported and trac
 
   const report = (await call('GET', `/v1/actions/${id}/report`)).json();
   t.match(report.funnel, { messages: 3, byStatus: { sent: 3 } });
-  t.match(report.funnel.actionTemplates.find((a: { kind: string }) => a.kind === 'sent'), { customers: 3 });
+  t.match(report.funnel.actionTemplates.find((a: { kind: string }) => a.kind === 'sent'), { channel: 'email', customers: 3 });
   t.equal(report.runs.length, 1);
   t.match(report.runs[0], { trigger: 'launch', status: 'finished', matched: 3, queued: 3, sent: 3, skipped: {} });
   t.type(report.runs[0].durationMs, 'number');
@@ -331,4 +331,18 @@ t.test('bad input: each a clear answer naming the fault, nothing half-written', 
   await call('DELETE', `/v1/actions/${a3.id}`);
   t.equal((await call('DELETE', `/v1/segments/${segment.id}`)).statusCode, 204, 'once the action is gone, it can');
   t.equal((await call('PUT', `/v1/actions/${a1.id}`, { ...base, kind: 'single_send' })).statusCode, 400, 'the kind cannot change');
+});
+
+t.test('an action whose channel is edited gets the new channel\'s set of action templates beside the old one', async (t) => {
+  clock.set('2026-06-01T10:00:00Z');
+  const { call } = await workspaceWithKey(app);
+  const refs = await setup(call);
+  const created = (await call('POST', '/v1/actions', { name: 'Switch', kind: 'single_send', channel: 'email', ...refs, audience: gold })).json();
+  const sms = (await call('POST', '/v1/channel-configs', { name: 'sms', provider: 'sandbox', channel: 'sms' })).json().id as string;
+  const text = (await call('POST', '/v1/templates', { name: 'Text', channel: 'sms', content: { text: 'Hi' } })).json().id as string;
+  const edited = await call('PUT', `/v1/actions/${created.id}`, { name: 'Switch', channel: 'sms', channelConfigId: sms, templateId: text, audience: gold });
+  t.equal(edited.statusCode, 200, edited.body);
+  const list = (await call('GET', `/v1/action-templates?sourceType=action&sourceId=${created.id}`)).json().data as { channel: string; kind: string }[];
+  t.same(list.filter((a) => a.channel === 'sms').map((a) => a.kind), ['sent', 'delivered', 'unsubscribed', 'not_sent', 'failed'], 'the SMS set (it conflicted with the email one and was not made before)');
+  t.equal(list.filter((a) => a.channel === 'email').length, 10, 'the email set stays, with what it was assigned');
 });

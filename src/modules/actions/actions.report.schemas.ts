@@ -20,7 +20,7 @@ export const ActionReport = Type.Object(
       {
         messages: Type.Integer(),
         byStatus: Type.Record(Type.String(), Type.Integer(), { description: 'Messages per current status' }),
-        actionTemplates: Type.Array(Type.Object({ id: Uuid, kind: Type.String(), customers: Type.Integer({ description: 'Customers who got it' }) }, { additionalProperties: false })),
+        actionTemplates: Type.Array(Type.Object({ id: Uuid, kind: Type.String(), channel: Type.String({ description: 'An action whose channel was edited has a set per channel it sent on' }), customers: Type.Integer({ description: 'Customers who got it' }) }, { additionalProperties: false })),
         notSent: Type.Record(Type.String(), Type.Integer(), { description: 'Messages not sent, per reason' }),
       },
       { additionalProperties: false },

@@ -33,7 +33,7 @@ export async function actionReport(deps: D, workspaceId: string, id: string, q: 
     funnel: {
       messages: byStatus.reduce((sum, r) => sum + r.n, 0),
       byStatus: Object.fromEntries(byStatus.map((r) => [r.status, r.n])),
-      actionTemplates: templates.map((t) => ({ id: t.id, kind: t.kind, customers: t.customers })),
+      actionTemplates: templates.map((t) => ({ id: t.id, kind: t.kind, channel: t.channel, customers: t.customers })),
       notSent: Object.fromEntries(notSent.map((r) => [r.reason, r.n])),
     },
     conversion: q.conversionEvent ? await conversion(sql, workspaceId, id, { event: q.conversionEvent, windowHours: q.conversionWindowHours ?? 72, interval: q.interval ?? 'day', timeZone }) : null,
