@@ -253,6 +253,21 @@ t.test('push receipts and clicks come back through /t/p; the push click goes to 
   t.equal(after.status, 'sent', 'a forward moves no status');
 });
 
+t.test('a provider that says the recipient opted out (Twilio 21610): not sent, the address off the list, the next message stopped before the provider', async (t) => {
+  const s = await setup('sms');
+  const c = (await s.call('POST', '/v1/customers', { externalId: 'stop', phone: '+33612345671' })).json().id;
+  const provider = useProvider(t, scripted([{ kind: 'unsubscribed', reason: '21610: Attempt to send to unsubscribed recipient' }]));
+  const [first] = await enqueue([message(s, c, newId(), { channel: 'sms', event: { code: '1' } })]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(first!), { status: 'not_sent', reason: /^unsubscribed: 21610/ });
+  const consents = (await s.call('GET', `/v1/customers/${c}`)).json().consents;
+  t.match(consents, [{ channel: 'sms', status: 'unsubscribed', source: 'message:provider_opt_out' }], 'the SMS consent is off');
+  const [second] = await enqueue([message(s, c, newId(), { channel: 'sms', event: { code: '2' } })]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(second!), { status: 'not_sent', reason: 'unsubscribed' }, 'the next one is not sent');
+  t.equal(provider.requests.length, 1, 'and never reached the provider');
+});
+
 t.test('the send job picks messages up by itself (pg-boss, woken in the enqueue transaction)', async (t) => {
   await registerJobs(deps.boss, deps, 'worker', [sendJob]);
   // Stopped (waiting for a job in flight) when the test ends: left running, it raced the later

@@ -417,7 +417,7 @@ t.test('twilio', async (t) => {
       res.end(JSON.stringify({ code: 21610, message: 'Attempt to send to unsubscribed recipient', more_info: 'https://www.twilio.com/docs/errors/21610', status: 400 }));
     });
     t.teardown(server.close);
-    t.same(await provider.send(sendRequest(sms(), settings(server.url), secrets)), { kind: 'rejected', reason: '21610: Attempt to send to unsubscribed recipient' });
+    t.same(await provider.send(sendRequest(sms(), settings(server.url), secrets)), { kind: 'unsubscribed', reason: '21610: Attempt to send to unsubscribed recipient' }, 'the recipient opted out: unsubscribed, not a plain rejection');
   });
 
   t.test('faults (a 500 is unknown: the SMS may exist)', async (t) => faultSuite(t, mock, send, 'sent', 'unknown'));

@@ -20,7 +20,7 @@ export const MAX_RESPONSE_BYTES = 64 * 1024;
 /** A provider's Retry-After is honoured up to this (a bogus one must not park a message for days). */
 export const MAX_RETRY_AFTER_MS = 60 * 60 * 1000;
 
-export type Failure = Extract<SendOutcome, { kind: 'rejected' | 'retry' | 'unknown' }>;
+export type Failure = Extract<SendOutcome, { kind: 'rejected' | 'retry' | 'unknown' | 'unsubscribed' }>;
 
 export interface HttpRequest {
   method: string;

@@ -26,7 +26,10 @@ export function mapTwilioStatus(response: HttpResponse): Failure {
   if (status >= 500) return { kind: 'unknown', reason: `HTTP ${status} after Twilio had the request (it may have created the message): ${twilioError(response)}`.slice(0, 500) };
   if (status === 401 || status === 403) return { kind: 'rejected', reason: `authentication failed (${twilioError(response)})` };
   if (status >= 300 && status < 400) return { kind: 'rejected', reason: `unexpected redirect (${status}), not followed` };
-  // 400 with Twilio's code: 21211 invalid To, 21610 unsubscribed recipient, 21408 region not enabled...
+  // 21610: the recipient replied STOP to this sender; Twilio refuses every message until START.
+  const code = (parseJsonBody(response.body) as { code?: unknown } | undefined)?.code;
+  if (status === 400 && Number(code) === 21610) return { kind: 'unsubscribed', reason: twilioError(response) };
+  // 400 with Twilio's code: 21211 invalid To, 21408 region not enabled...
   return { kind: 'rejected', reason: twilioError(response) };
 }
 

@@ -62,13 +62,16 @@ export interface SendRequest {
  * - unknown: the request may have been accepted (timeout or reset after it was sent): never
  *   sent blindly again.
  * - gone: the address no longer exists (web push 404/410, FCM UNREGISTERED): drop it.
+ * - unsubscribed: the recipient opted out at the provider (an SMS STOP, Twilio 21610): take the
+ *   address off the list.
  */
 export type SendOutcome =
   | { kind: 'sent'; providerMessageId: string | null }
   | { kind: 'rejected'; reason: string }
   | { kind: 'retry'; reason: string; retryAfterMs?: number }
   | { kind: 'unknown'; reason: string }
-  | { kind: 'gone'; reason: string };
+  | { kind: 'gone'; reason: string }
+  | { kind: 'unsubscribed'; reason: string };
 
 export interface Provider {
   send(request: SendRequest): Promise<SendOutcome>;

@@ -153,17 +153,9 @@ const STORE_AND_APPLY = `
   )
   select (select count(*) from known)::int as known, (select count(*) from stored)::int as stored`;
 
-// The given events that were stored just now (their ids are new: a duplicate was not stored)
-// take their customer's address off the list, once per customer and channel, with its history.
-const OFF_THE_LIST = `
-  with off_list as (
-    select distinct on (m.workspace_id, m.customer_id, m.channel) m.workspace_id, m.customer_id, m.channel, e.kind
-    from unnest($2::uuid[]) as u(id)
-    join message_events e on e.workspace_id = $1::uuid and e.id = u.id
-    join messages m on m.workspace_id = e.workspace_id and m.id = e.message_id
-    -- A test send went to whatever address the tester gave: its unsubscribes are not the customer's.
-    where m.channel in ('email', 'sms') and m.source_type <> 'test'
-  ),
+// Addresses off the list: consent 'unsubscribed', with its history, once per customer and
+// channel, for the rows of `off_list` (workspace_id, customer_id, channel, kind: the source).
+const OFF_LIST_TAIL = `
   previous as (
     select o.*, c.status as from_status from off_list o
     left join customer_consents c on c.workspace_id = o.workspace_id and c.customer_id = o.customer_id and c.channel = o.channel
@@ -176,3 +168,31 @@ const OFF_THE_LIST = `
   )
   insert into consent_changes (workspace_id, id, customer_id, channel, from_status, to_status, source, changed_at)
   select workspace_id, gen_random_uuid(), customer_id, channel, from_status, 'unsubscribed', 'message:' || kind, now() from previous`;
+
+// The given events that were stored just now (their ids are new: a duplicate was not stored)
+// take their customer's address off the list.
+const OFF_THE_LIST = `
+  with off_list as (
+    select distinct on (m.workspace_id, m.customer_id, m.channel) m.workspace_id, m.customer_id, m.channel, e.kind
+    from unnest($2::uuid[]) as u(id)
+    join message_events e on e.workspace_id = $1::uuid and e.id = u.id
+    join messages m on m.workspace_id = e.workspace_id and m.id = e.message_id
+    -- A test send went to whatever address the tester gave: its unsubscribes are not the customer's.
+    where m.channel in ('email', 'sms') and m.source_type <> 'test'
+  ),${OFF_LIST_TAIL}`;
+
+// The given messages' addresses off the list (a provider said the recipient opted out when it
+// was asked to send them: an SMS STOP).
+const MESSAGES_OFF_THE_LIST = `
+  with off_list as (
+    select distinct on (m.workspace_id, m.customer_id, m.channel) m.workspace_id, m.customer_id, m.channel, 'provider_opt_out' as kind
+    from unnest($1::uuid[], $2::uuid[]) as u(w, id)
+    join messages m on m.workspace_id = u.w and m.id = u.id
+    where m.channel in ('email', 'sms') and m.source_type <> 'test'
+  ),${OFF_LIST_TAIL}`;
+
+/** Takes the addresses of these messages off the list (idempotent: an address already off stays as it is). */
+export async function messagesOffTheList(sql: Sql | TransactionSql, messages: { workspaceId: string; messageId: string }[]): Promise<void> {
+  if (!messages.length) return;
+  await sql.unsafe(MESSAGES_OFF_THE_LIST, [plainArray(messages.map((m) => m.workspaceId)), plainArray(messages.map((m) => m.messageId))]);
+}

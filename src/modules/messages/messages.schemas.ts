@@ -88,7 +88,7 @@ export type TestSendBody = Static<typeof TestSendBody>;
 export const TestSendResult = Type.Object(
   {
     messageId: Type.Union([Uuid, Type.Null()], { description: 'The message recorded for the customer (source type "test"); null for sample data, which is sent untracked' }),
-    outcome: Type.Enum(['sent', 'rejected', 'retry', 'unknown', 'gone']),
+    outcome: Type.Enum(['sent', 'rejected', 'retry', 'unknown', 'gone', 'unsubscribed']),
     providerMessageId: Type.Union([Type.String(), Type.Null()]),
     reason: Type.Union([Type.String(), Type.Null()]),
     rendered: Type.Record(Type.String(), Type.Unknown()),

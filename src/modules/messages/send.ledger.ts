@@ -10,6 +10,7 @@ import { isDatabaseDown, retryWhileDown } from '../../db/errors.ts';
 import type { Clock } from '../../deps.ts';
 import { newId } from '../../ids.ts';
 import { stringifyWith, type EncodedStrings } from '../../providers/json.ts';
+import { messagesOffTheList } from './message-events.ts';
 
 /** A message left 'sending' longer ago than this by a worker that vanished has an unknown outcome. */
 export const SENDING_LEASE_MS = 5 * 60_000;
@@ -47,6 +48,8 @@ export interface SendResult {
   providerMessageId: string | null;
   nextAttemptAt: Date | null;
   goneSubscription?: string;
+  /** The provider says the recipient opted out: the address comes off the list (consent). */
+  unsubscribes?: boolean;
   /** The provider was called (the message was marked 'sending' and its attempt counted first). */
   started: boolean;
 }
@@ -227,6 +230,10 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
     from marked k
     where m.workspace_id = k.workspace_id and m.id = k.message_id
     returning m.id`;
+  // Rare (a provider's opt-out answer): a statement of its own after the outcomes, idempotent, so
+  // the retry of a write whose answer was lost repeats it harmlessly.
+  const optedOut = results.filter((r) => r.unsubscribes);
+  if (optedOut.length) await messagesOffTheList(sql, optedOut.map((r) => ({ workspaceId: r.message.workspace_id, messageId: r.message.id })));
   return new Set(rowsStarted.map((r) => r.id));
 }
 

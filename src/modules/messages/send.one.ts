@@ -129,6 +129,8 @@ export async function sendOne(deps: Pick<Deps, 'config' | 'providers' | 'clock'>
       return { ...sent, status: 'not_sent', reason: `provider_rejected: ${outcome.reason}`.slice(0, 500) };
     case 'gone':
       return { ...sent, status: 'not_sent', reason: 'no_address', ...(subscription ? { goneSubscription: subscription.id } : {}) };
+    case 'unsubscribed':
+      return { ...sent, status: 'not_sent', reason: `unsubscribed: ${outcome.reason}`.slice(0, 500), unsubscribes: true };
     case 'unknown':
       return { ...sent, status: 'unknown', reason: outcome.reason.slice(0, 500) };
     case 'retry': {
