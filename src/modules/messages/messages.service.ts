@@ -7,7 +7,7 @@ import { newId } from '../../ids.ts';
 import { loadChannelConfig } from '../channels/channels.service.ts';
 import { getCustomer } from '../customers/customers.service.ts';
 import { compileFields, customerContext, TemplateError } from '../templates/render.ts';
-import { getTemplate, versionFields, workspaceZone } from '../templates/templates.service.ts';
+import { getTemplate, versionFields } from '../templates/templates.service.ts';
 import { loadMergeData, mergeDataWanted } from '../templates/merge-data.ts';
 import { contentAsSent, type StoredMessage } from './as-sent.ts';
 import { composePayload, placeholderUrls, trackingUrls } from './compose.ts';
@@ -91,6 +91,8 @@ export async function testSend(deps: Pick<Deps, 'db' | 'database' | 'config' | '
   const messageId = newId();
   const urls = customer ? trackingUrls(deps.config.publicUrl, deps.config.secret!, workspaceId, messageId) : placeholderUrls(deps.config.publicUrl);
   const compiled = compileFields(fields);
+  // One read of the workspace: its sending rules and the zone dates fall back to.
+  const [workspace] = await deps.database.sql<{ settings: WorkspaceSettings; time_zone: string }[]>`select settings, time_zone from workspaces where id = ${workspaceId}`;
   const data = customer ? (await loadMergeData(deps.database.sql, [[workspaceId, customer.id]], mergeDataWanted(compiled.variables))).get(`${workspaceId}/${customer.id}`) : undefined;
   let values: Record<string, string>;
   try {
@@ -100,13 +102,12 @@ export async function testSend(deps: Pick<Deps, 'db' | 'database' | 'config' | '
       ...data,
       unsubscribe_url: urls.unsubscribe, view_url: urls.view, forward_url: urls.forward,
       // The customer's zone, else the workspace's, as a real send renders dates.
-      timeZone: customer?.timeZone ?? (await workspaceZone(deps, workspaceId)),
+      timeZone: customer?.timeZone ?? workspace?.time_zone ?? 'UTC',
     });
   } catch (error) {
     if (error instanceof TemplateError) throw invalid('The template could not be rendered', [{ pointer: `/content/${error.field}`, detail: error.message }]);
     throw error;
   }
-  const [workspace] = await deps.database.sql<{ settings: WorkspaceSettings }[]>`select settings from workspaces where id = ${workspaceId}`;
   const composed = composePayload({
     channel: template.channel, content, values, settings: config.settings, address: body.to, defaultSender: workspace?.settings.defaultSender,
     subscription: body.keys ? { endpoint: body.to, keys: body.keys } : null, urls, publicUrl: deps.config.publicUrl, channelConfigId: config.id,

@@ -221,7 +221,7 @@ export async function cloneTemplate(deps: D, workspaceId: string, id: string, na
 }
 
 /** The workspace's time zone: the one dates fall back to for a customer without their own. */
-export async function workspaceZone(deps: Pick<Deps, 'database'>, workspaceId: string): Promise<string> {
+async function workspaceZone(deps: Pick<Deps, 'database'>, workspaceId: string): Promise<string> {
   const [row] = await deps.database.sql<{ time_zone: string }[]>`select time_zone from workspaces where id = ${workspaceId}`;
   return row?.time_zone ?? 'UTC';
 }
@@ -234,14 +234,13 @@ export async function previewTemplate(deps: Pick<Deps, 'db' | 'database' | 'conf
   const { content, fields } = versionFields(channel, v.content);
   const compiled = compileFields(fields);
   // Dates in the customer's zone, else the workspace's, as a real send renders them.
-  const zone = await workspaceZone(deps, workspaceId);
   let ctx: RenderContext;
   if (body.customerId) {
     const customer = await getCustomer(deps, workspaceId, body.customerId);
     const data = (await loadMergeData(deps.database.sql, [[workspaceId, customer.id]], mergeDataWanted(compiled.variables))).get(`${workspaceId}/${customer.id}`);
-    ctx = { customer: customerContext(customer), event: body.event, ...data, timeZone: customer.timeZone ?? zone };
+    ctx = { customer: customerContext(customer), event: body.event, ...data, timeZone: customer.timeZone ?? (await workspaceZone(deps, workspaceId)) };
   } else {
-    ctx = { customer: body.sample?.customer ?? {}, event: body.sample?.event, timeZone: zone };
+    ctx = { customer: body.sample?.customer ?? {}, event: body.sample?.event, timeZone: await workspaceZone(deps, workspaceId) };
   }
   const urls = placeholderUrls(deps.config.publicUrl);
   ctx = { ...ctx, unsubscribe_url: urls.unsubscribe, view_url: urls.view, forward_url: urls.forward };
