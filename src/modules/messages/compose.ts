@@ -61,6 +61,7 @@ interface ComposeInput {
 /** The payload for the provider and the content as sent (what "view" shows), or why it cannot be sent. */
 export function composePayload(input: ComposeInput): { payload: Payload; rendered: Record<string, unknown> } | { error: string } {
   const { values: v, content, settings, urls } = input;
+  const tracked = input.tracked !== false;
   switch (input.channel) {
     case 'email': {
       const from = (content.from as { email: string; name?: string } | undefined)
@@ -69,7 +70,6 @@ export function composePayload(input: ComposeInput): { payload: Payload; rendere
       if (!from.email) return { error: 'no_sender' };
       let html: string | undefined;
       let links: string[] = [];
-      const tracked = input.tracked !== false;
       if (v.html !== undefined && !tracked) html = v.html;
       else if (v.html !== undefined) {
         const opts = { openPixelUrl: urls.open, clickUrl: (i: number) => urls.click(i), ...(v.preheader ? { preheader: v.preheader } : {}) };
@@ -98,8 +98,8 @@ export function composePayload(input: ComposeInput): { payload: Payload; rendere
       const links = v.clickUrl ? [v.clickUrl] : [];
       const payload: Payload = {
         kind: input.channel, to: { endpoint: input.address, keys: input.subscription?.keys ?? null }, title: v.title ?? '', body: v.body ?? '',
-        ...(v.imageUrl ? { imageUrl: v.imageUrl } : {}), ...(v.clickUrl ? { clickUrl: input.tracked === false ? v.clickUrl : urls.click(0) } : {}),
-        data: input.tracked === false ? data : { ...data, herald_receipt_url: urls.push },
+        ...(v.imageUrl ? { imageUrl: v.imageUrl } : {}), ...(v.clickUrl ? { clickUrl: tracked ? urls.click(0) : v.clickUrl } : {}),
+        data: tracked ? { ...data, herald_receipt_url: urls.push } : data,
       };
       return { payload, rendered: { title: payload.title, body: payload.body, ...(v.imageUrl ? { imageUrl: v.imageUrl } : {}), ...(v.clickUrl ? { clickUrl: v.clickUrl } : {}), data, links } };
     }
