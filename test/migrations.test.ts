@@ -227,3 +227,30 @@ t.test('0019 action templates per step and channel: the flow-wide set becomes it
     t.same(assigned.filter((a) => a.message_id === messages[step]).map((a) => `${a.step_id} ${a.channel} ${a.kind}`), [`${step} ${channel} sent`], `${step}: its own step's and channel's 'sent'`);
   }
 });
+
+t.test('0020 channel config defaults: each channel\'s oldest live config becomes its default, deleted ones never', async (t) => {
+  const { db, sql } = await databaseBefore(t, '0020_channel_config_defaults');
+  const ws = newId();
+  const other = newId();
+  await sql`insert into workspaces (id, name) values (${ws}, 'before 0020'), (${other}, 'another')`;
+  const config = async (workspace: string, name: string, channel: string, createdAt: string, deleted = false) => {
+    const id = newId();
+    await sql`
+      insert into channel_configs (workspace_id, id, name, provider, channel, settings, created_at, updated_at, deleted_at)
+      values (${workspace}, ${id}, ${name}, 'sandbox', ${channel}, '{}'::jsonb, ${createdAt}, ${createdAt}, ${deleted ? createdAt : null})`;
+    return name;
+  };
+  await config(ws, 'deleted email, oldest', 'email', '2026-01-01T00:00:00Z', true);
+  await config(ws, 'email, second', 'email', '2026-02-01T00:00:00Z');
+  await config(ws, 'email, third', 'email', '2026-03-01T00:00:00Z');
+  await config(ws, 'sms', 'sms', '2026-04-01T00:00:00Z');
+  await config(other, 'other email', 'email', '2026-05-01T00:00:00Z');
+
+  await runMigrations(db.url);
+  const defaults = await sql<{ name: string }[]>`select name from channel_configs where is_default order by name`;
+  t.same(defaults.map((r) => r.name), ['email, second', 'other email', 'sms'], 'one per workspace and channel: the oldest live one');
+  // The index holds one live default per channel.
+  await t.rejects(sql`update channel_configs set is_default = true where workspace_id = ${ws} and name = 'email, third'`, /channel_configs_default_idx/, 'a second live default is refused');
+  await sql`update channel_configs set is_default = true where workspace_id = ${ws} and name = 'deleted email, oldest'`;
+  t.pass('a deleted config may keep the flag: it is outside the index');
+});

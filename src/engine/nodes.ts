@@ -195,10 +195,11 @@ async function runStep(run: Run, node: NodeOf<'steps'>, i: number, step: Step, e
   switch (step.type) {
     case 'send': {
       const [template] = await run.tx<{ current_version: number }[]>`select current_version from templates where workspace_id = ${workspaceId} and id = ${step.templateId}`;
+      // A launched version names every step's config (launchFlow writes the defaults in).
       const messages: NewMessage[] = entries.map((e) => {
         const event = e.context.event as { type?: string; properties?: Record<string, unknown> } | undefined;
         return {
-          workspaceId, customerId: e.customerId, channel: step.channel, channelConfigId: step.channelConfigId, templateId: step.templateId,
+          workspaceId, customerId: e.customerId, channel: step.channel, channelConfigId: step.channelConfigId!, templateId: step.templateId,
           templateVersion: template?.current_version ?? 1, sourceType: 'flow', sourceId: flowId, stepId: `${node.id}/${i}`, entryId: e.id,
           event: event ? { type: event.type, ...event.properties, ...(e.context.promo ? { promo_code: e.context.promo } : {}) } : e.context.promo ? { promo_code: e.context.promo } : null,
         };

@@ -48,11 +48,16 @@ export const channelConfigs = pgTable(
     settings: jsonb().$type<Record<string, unknown>>().notNull(),
     sealedSecrets: text(),
     secretNames: text().array().notNull().default(sql`'{}'::text[]`),
+    /** The config an action, a flow step or a test send that names none uses for its channel: at most one live per channel. */
+    isDefault: boolean().notNull().default(false),
     createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
     deletedAt: timestamp({ withTimezone: true }),
   },
-  (t) => [primaryKey({ columns: [t.workspaceId, t.id] })],
+  (t) => [
+    primaryKey({ columns: [t.workspaceId, t.id] }),
+    uniqueIndex('channel_configs_default_idx').on(t.workspaceId, t.channel).where(sql`${t.isDefault} and ${t.deletedAt} is null`),
+  ],
 );
 
 /**

@@ -33,7 +33,7 @@ const InlineTemplate = Type.Object(
 const settings = {
   name: Name,
   channel: Channel,
-  channelConfigId: Uuid,
+  channelConfigId: Type.Optional(Type.String({ format: 'uuid', description: 'The channel config to send through; omitted: the channel\'s default config, as it is when the action is saved' })),
   templateId: Type.Optional(Uuid),
   template: Type.Optional(InlineTemplate),
   audience: FilterField('Who gets the action: a filter tree (a segment reference, customers who got an action template of an earlier action, or any inline filter)'),

@@ -78,9 +78,13 @@ async function prepare(deps: D, workspaceId: string, kind: ActionKind, body: Set
     if (!t) return fail422('/templateId', 'the template does not exist');
     if (t.channel !== body.channel) fail('/templateId', `the template is for ${t.channel}, the action for ${body.channel}`);
   }
-  const [config] = await sql<{ channel: string }[]>`select channel from channel_configs where workspace_id = ${workspaceId} and id = ${body.channelConfigId} and deleted_at is null`;
-  if (!config) return fail422('/channelConfigId', 'the channel config does not exist');
-  if (config.channel !== body.channel) fail('/channelConfigId', `the channel config is for ${config.channel}, the action for ${body.channel}`);
+  // No config named: the channel's default, kept on the action (a later change of default does not move it).
+  const [config] = body.channelConfigId
+    ? await sql<{ id: string; channel: string }[]>`select id, channel from channel_configs where workspace_id = ${workspaceId} and id = ${body.channelConfigId} and deleted_at is null`
+    : await sql<{ id: string; channel: string }[]>`select id, channel from channel_configs where workspace_id = ${workspaceId} and channel = ${body.channel} and is_default and deleted_at is null`;
+  if (!config && body.channelConfigId) return fail422('/channelConfigId', 'the channel config does not exist');
+  if (!config) fail('/channelConfigId', `is required: the workspace has no default ${body.channel} config`);
+  else if (config.channel !== body.channel) fail('/channelConfigId', `the channel config is for ${config.channel}, the action for ${body.channel}`);
   let audience: Filter | undefined;
   try {
     audience = normalizeFilter(body.audience, '/audience');
@@ -99,7 +103,7 @@ async function prepare(deps: D, workspaceId: string, kind: ActionKind, body: Set
       });
     templateId = created.id;
   }
-  return { schedule, audience: audience!, templateId: templateId!, startAt: body.startAt ? new Date(body.startAt) : null, endAt: body.endAt ? new Date(body.endAt) : null };
+  return { schedule, audience: audience!, templateId: templateId!, channelConfigId: config!.id, startAt: body.startAt ? new Date(body.startAt) : null, endAt: body.endAt ? new Date(body.endAt) : null };
 }
 
 function fail422(pointer: string, detail: string): never {
@@ -112,7 +116,7 @@ export async function createAction(deps: D, workspaceId: string, body: CreateAct
   const id = newId();
   await deps.database.sql`
     insert into actions (workspace_id, id, name, kind, status, channel, channel_config_id, template_id, audience, schedule, start_at, end_at, created_at, updated_at)
-    values (${workspaceId}, ${id}, ${body.name}, ${body.kind}, 'inactive', ${body.channel}, ${body.channelConfigId}, ${p.templateId}, ${JSON.stringify(p.audience)}::jsonb,
+    values (${workspaceId}, ${id}, ${body.name}, ${body.kind}, 'inactive', ${body.channel}, ${p.channelConfigId}, ${p.templateId}, ${JSON.stringify(p.audience)}::jsonb,
       ${JSON.stringify(p.schedule)}::jsonb, ${p.startAt}, ${p.endAt}, ${now}, ${now})`;
   // Action templates exist from creation, so that other audiences can refer to them before any send.
   await ensureActionTemplates(deps.database.sql, [{ workspaceId, sourceType: 'action', sourceId: id, channel: body.channel }]);
@@ -147,7 +151,7 @@ export async function updateAction(deps: D, workspaceId: string, id: string, bod
     const scheduleChanged = JSON.stringify(row.schedule) !== JSON.stringify(p.schedule) || iso(row.start_at) !== iso(p.startAt) || iso(row.end_at) !== iso(p.endAt);
     const next = row.status === 'active' && scheduleChanged && row.next_run_at ? firstRun(timing, now) : row.next_run_at;
     await tx`
-      update actions set name = ${body.name}, channel = ${body.channel}, channel_config_id = ${body.channelConfigId}, template_id = ${p.templateId},
+      update actions set name = ${body.name}, channel = ${body.channel}, channel_config_id = ${p.channelConfigId}, template_id = ${p.templateId},
         audience = ${JSON.stringify(p.audience)}::jsonb, schedule = ${JSON.stringify(p.schedule)}::jsonb, start_at = ${p.startAt}, end_at = ${p.endAt},
         next_run_at = ${next}, updated_at = ${now}
       where workspace_id = ${workspaceId} and id = ${id}`;

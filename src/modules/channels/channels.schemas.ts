@@ -12,6 +12,10 @@ export const PROVIDER_CHANNEL: Record<Exclude<Provider, 'sandbox'>, Channel> = {
 
 const BaseUrl = Type.String({ format: 'uri', pattern: '^https?://', maxLength: 500, description: 'Override of the provider API base URL (for a proxy or a local mock)' });
 const Name = Type.String({ minLength: 1, maxLength: 200 });
+const IsDefault = Type.Boolean({
+  description: 'The channel\'s default config: used by actions, flow send steps and test sends that name no channelConfigId. '
+    + 'Making one the default takes it from the channel\'s previous default. On create, omitted: true when the channel has no default yet',
+});
 
 /** Settings (kept in clear, returned) and secrets (sealed, never returned) per provider. */
 export const ProviderSchemas = {
@@ -70,6 +74,7 @@ const createVariant = <P extends Provider>(provider: P) =>
       ...(provider === 'sandbox' ? { channel: Channel } : {}),
       settings: provider === 'webhook' || provider === 'sandbox' ? Type.Optional(ProviderSchemas[provider].settings) : ProviderSchemas[provider].settings,
       secrets: ['web_push', 'webhook', 'sandbox'].includes(provider) ? Type.Optional(ProviderSchemas[provider].secrets) : ProviderSchemas[provider].secrets,
+      isDefault: Type.Optional(IsDefault),
     },
     { additionalProperties: false, title: `Create${provider}Config` },
   );
@@ -81,6 +86,7 @@ export interface CreateChannelConfigBody {
   channel?: Channel;
   settings?: Record<string, unknown>;
   secrets?: Record<string, string>;
+  isDefault?: boolean;
 }
 
 export const UpdateChannelConfigBody = Type.Object(
@@ -88,6 +94,7 @@ export const UpdateChannelConfigBody = Type.Object(
     name: Type.Optional(Name),
     settings: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'The whole new settings of the provider' })),
     secrets: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Secrets to replace; those not named are kept' })),
+    isDefault: Type.Optional(IsDefault),
   },
   { additionalProperties: false, minProperties: 1 },
 );
@@ -101,6 +108,7 @@ export const ChannelConfig = Type.Object(
     channel: Channel,
     settings: Type.Record(Type.String(), Type.Unknown()),
     secretsSet: Type.Array(Type.String(), { description: 'Names of the secrets that are set; their values are never returned' }),
+    isDefault: Type.Boolean({ description: 'The channel\'s default config (used where no channelConfigId is given)' }),
     generatedSecrets: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Secrets Herald generated (a webhook signing secret), shown in this answer only' })),
     createdAt: Timestamp,
     updatedAt: Timestamp,

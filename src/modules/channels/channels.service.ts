@@ -2,7 +2,7 @@
 // account per channel. Secrets are sealed with HERALD_SECRET and bound to their row; the API
 // only ever says which secrets are set.
 import { randomBytes } from 'node:crypto';
-import { and, asc, eq, gt, isNull, type SQL } from 'drizzle-orm';
+import { and, asc, eq, gt, isNull, ne, sql, type SQL } from 'drizzle-orm';
 import webpush from 'web-push';
 import { channelConfigs } from '../../db/schema/index.ts';
 import type { Deps } from '../../deps.ts';
@@ -40,6 +40,7 @@ const toConfig = (r: Row, generatedSecrets?: Record<string, string>): ChannelCon
   channel: r.channel as Channel,
   settings: r.settings,
   secretsSet: [...r.secretNames].sort(),
+  isDefault: r.isDefault,
   ...(generatedSecrets && Object.keys(generatedSecrets).length ? { generatedSecrets } : {}),
   createdAt: r.createdAt.toISOString(),
   updatedAt: r.updatedAt.toISOString(),
@@ -73,6 +74,20 @@ function complete(provider: Provider, settings: Record<string, unknown>, secrets
   return { settings, secrets, generated };
 }
 
+/**
+ * Serialises the changes of one channel's default in a workspace: two creates that each find no
+ * default must not both take it. Taken before any row lock (creates and updates alike).
+ */
+async function lockDefault(tx: Tx, workspaceId: string, channel: string): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${`channel-default:${workspaceId}:${channel}`}, 0))`);
+}
+
+/** Takes the default from the channel's other configs (under lockDefault). */
+async function takeDefault(tx: Tx, workspaceId: string, channel: string, id: string): Promise<void> {
+  await tx.update(channelConfigs).set({ isDefault: false })
+    .where(and(eq(channelConfigs.workspaceId, workspaceId), eq(channelConfigs.channel, channel), eq(channelConfigs.isDefault, true), ne(channelConfigs.id, id)));
+}
+
 export async function createChannelConfig(deps: D, workspaceId: string, body: CreateChannelConfigBody): Promise<ChannelConfig> {
   const provider = body.provider;
   const channel = provider === 'sandbox' ? body.channel! : PROVIDER_CHANNEL[provider];
@@ -80,15 +95,37 @@ export async function createChannelConfig(deps: D, workspaceId: string, body: Cr
   const id = newId();
   const now = deps.clock.now();
   const names = Object.keys(done.secrets);
-  const [row] = await deps.db
-    .insert(channelConfigs)
-    .values({
-      workspaceId, id, name: body.name, provider, channel, settings: done.settings,
-      sealedSecrets: names.length ? seal(secretKey(deps), aad(workspaceId, id), done.secrets) : null,
-      secretNames: names, createdAt: now, updatedAt: now,
-    })
-    .returning();
-  return toConfig(row!, done.generated);
+  const sealedSecrets = names.length ? seal(secretKey(deps), aad(workspaceId, id), done.secrets) : null;
+  return deps.db.transaction(async (tx) => {
+    await lockDefault(tx, workspaceId, channel);
+    if (body.isDefault) await takeDefault(tx, workspaceId, channel, id);
+    // Omitted: the channel's first config (or the first after its default was deleted) becomes its default.
+    const isDefault = body.isDefault ?? !(await defaultConfigOf(tx, workspaceId, channel));
+    const [row] = await tx
+      .insert(channelConfigs)
+      .values({ workspaceId, id, name: body.name, provider, channel, settings: done.settings, sealedSecrets, secretNames: names, isDefault, createdAt: now, updatedAt: now })
+      .returning();
+    return toConfig(row!, done.generated);
+  });
+}
+
+export type Tx = Parameters<Parameters<D['db']['transaction']>[0]>[0];
+
+async function defaultConfigOf(db: D['db'] | Tx, workspaceId: string, channel: string): Promise<string | null> {
+  const [row] = await db.select({ id: channelConfigs.id }).from(channelConfigs)
+    .where(and(eq(channelConfigs.workspaceId, workspaceId), eq(channelConfigs.channel, channel), eq(channelConfigs.isDefault, true), isNull(channelConfigs.deletedAt)));
+  return row?.id ?? null;
+}
+
+/**
+ * The config to use where none is named: the given one, else the channel's default. Throws a 400
+ * naming `pointer` when there is none (the caller checks the given one as it always did).
+ */
+export async function channelConfigOrDefault(deps: Pick<Deps, 'db'>, workspaceId: string, channel: Channel, given: string | undefined, pointer: string): Promise<string> {
+  if (given) return given;
+  const id = await defaultConfigOf(deps.db, workspaceId, channel);
+  if (!id) throw invalid('No channel config given, and the channel has no default', [{ pointer, detail: `is required: the workspace has no default ${channel} config (POST /v1/channel-configs with isDefault)` }]);
+  return id;
 }
 
 async function liveConfig(db: D['db'], workspaceId: string, id: string, lock = false): Promise<Row> {
@@ -113,8 +150,25 @@ export async function listChannelConfigs(deps: Pick<Deps, 'db'>, workspaceId: st
   return { data: page.data.map((r) => toConfig(r)), nextCursor: page.nextCursor };
 }
 
+const SANDBOX_CHANNELS: Channel[] = ['email', 'sms', 'web_push', 'mobile_push', 'webhook'];
+
+/**
+ * A sandbox config for every channel, each the channel's default: what a workspace created in
+ * development starts with, so that actions, flows and test sends work (recorded, not sent)
+ * before any provider account is set up. A real config becomes the default when created with
+ * isDefault: true, or when made so with PUT.
+ */
+export async function createSandboxDefaults(tx: Tx, workspaceId: string, now: Date): Promise<void> {
+  await tx.insert(channelConfigs).values(SANDBOX_CHANNELS.map((channel) => ({
+    workspaceId, id: newId(), name: `Sandbox (${channel})`, provider: 'sandbox', channel, isDefault: true, secretNames: [], createdAt: now, updatedAt: now,
+    settings: channel === 'email' ? { fromEmail: 'sandbox@example.com', fromName: 'Herald sandbox' } : {},
+  })));
+}
+
 export async function updateChannelConfig(deps: D, workspaceId: string, id: string, body: UpdateChannelConfigBody): Promise<ChannelConfig> {
   return deps.db.transaction(async (tx) => {
+    // The default's lock before the row's, in the order a create takes them (a config's channel never changes).
+    if (body.isDefault !== undefined) await lockDefault(tx, workspaceId, (await liveConfig(tx, workspaceId, id)).channel);
     const row = await liveConfig(tx, workspaceId, id, true);
     const provider = row.provider as Provider;
     if (body.settings) check(provider, 'settings', body.settings);
@@ -122,10 +176,11 @@ export async function updateChannelConfig(deps: D, workspaceId: string, id: stri
     const current = row.sealedSecrets ? open(secretKey(deps), aad(workspaceId, id), row.sealedSecrets) : {};
     const done = complete(provider, body.settings ?? row.settings, { ...current, ...body.secrets });
     const names = Object.keys(done.secrets);
+    if (body.isDefault) await takeDefault(tx, workspaceId, row.channel, id);
     const [updated] = await tx
       .update(channelConfigs)
       .set({
-        name: body.name ?? row.name, settings: done.settings, updatedAt: deps.clock.now(),
+        name: body.name ?? row.name, settings: done.settings, updatedAt: deps.clock.now(), isDefault: body.isDefault ?? row.isDefault,
         sealedSecrets: names.length ? seal(secretKey(deps), aad(workspaceId, id), done.secrets) : null, secretNames: names,
       })
       .where(and(eq(channelConfigs.workspaceId, workspaceId), eq(channelConfigs.id, id)))

@@ -29,7 +29,7 @@ export const ScheduleTriggerNode = node('schedule_trigger', {
 export const ConditionNode = node('condition', { filter: FilterField('yes when the customer matches') }, 'Branches yes / no, evaluated for the whole batch in one query');
 
 export const Step = Type.Union([
-  Type.Object({ type: Type.Literal('send'), channel: Channel, channelConfigId: Uuid, templateId: Uuid, cost: Type.Optional(Type.Number({ minimum: 0, description: 'Cost of one message, for budgets and the dry run' })) }, { additionalProperties: false, title: 'SendStep' }),
+  Type.Object({ type: Type.Literal('send'), channel: Channel, channelConfigId: Type.Optional(Type.String({ format: 'uuid', description: 'Omitted: the channel\'s default config, written into the version when it is launched' })), templateId: Uuid, cost: Type.Optional(Type.Number({ minimum: 0, description: 'Cost of one message, for budgets and the dry run' })) }, { additionalProperties: false, title: 'SendStep' }),
   Type.Object({ type: Type.Literal('update_fields'), set: Type.Record(Type.String(), Type.Unknown(), { description: 'Custom fields to merge (RFC 7396: null removes)' }) }, { additionalProperties: false, title: 'UpdateFieldsStep' }),
   Type.Object({ type: Type.Literal('consent'), channel: Type.Enum(['email', 'sms', 'web_push', 'mobile_push']), status: Type.Enum(['subscribed', 'unsubscribed']) }, { additionalProperties: false, title: 'ConsentStep' }),
   Type.Object({ type: Type.Literal('points'), delta: Type.Integer({ minimum: -1000000000, maximum: 1000000000 }), allowNegative: Type.Optional(Type.Boolean({ default: false })), reason: Type.Optional(Type.String({ maxLength: 200 })) }, { additionalProperties: false, title: 'PointsStep' }),

@@ -197,8 +197,11 @@ export async function launchFlow(deps: D, workspaceId: string, id: string): Prom
       await tx`update flow_versions set problems = ${JSON.stringify(problems)}::jsonb where workspace_id = ${workspaceId} and flow_id = ${id} and version = ${draft.version}`;
       throw unprocessable('The flow is not ready to launch', problems.map((p) => ({ pointer: `/nodes/${p.nodeId ?? ''}/${p.field}`, detail: p.detail })));
     }
+    const graph = await withDefaultConfigs(tx, workspaceId, draft.graph);
     if (row.active_version) await tx`update flow_versions set stopped_at = ${now} where workspace_id = ${workspaceId} and flow_id = ${id} and version = ${row.active_version}`;
-    await tx`update flow_versions set launched_at = ${now}, problems = '[]'::jsonb where workspace_id = ${workspaceId} and flow_id = ${id} and version = ${draft.version}`;
+    await tx`
+      update flow_versions set launched_at = ${now}, problems = '[]'::jsonb ${graph === draft.graph ? tx`` : tx`, graph = ${JSON.stringify(graph)}::jsonb`}
+      where workspace_id = ${workspaceId} and flow_id = ${id} and version = ${draft.version}`;
     const nodeIds = draft.graph.nodes.map((n) => n.id);
     await tx`
       update flow_entries set version = ${draft.version}, updated_at = ${now}
@@ -217,6 +220,32 @@ export async function launchFlow(deps: D, workspaceId: string, id: string): Prom
   });
   flowIndex.forget(workspaceId);
   return toFlow(sql, await findFlow(sql, workspaceId, id));
+}
+
+/**
+ * The graph with the channel's default config written into each send step that names none: the
+ * launched version records the config it sends through, and a later change of default does not
+ * move it (as with an action). The same graph when every step names its config.
+ */
+async function withDefaultConfigs(tx: TransactionSql, workspaceId: string, graph: FlowGraph): Promise<FlowGraph> {
+  const open = graph.nodes.some((n) => n.type === 'steps' && n.steps.some((s) => s.type === 'send' && !s.channelConfigId));
+  if (!open) return graph;
+  const rows = await tx<{ id: string; channel: string }[]>`
+    select id, channel from channel_configs where workspace_id = ${workspaceId} and is_default and deleted_at is null for share`;
+  const defaults = new Map(rows.map((r) => [r.channel, r.id]));
+  const problems: { pointer: string; detail: string }[] = [];
+  const nodes = graph.nodes.map((n) => n.type !== 'steps' ? n : {
+    ...n,
+    steps: n.steps.map((s, i) => {
+      if (s.type !== 'send' || s.channelConfigId) return s;
+      const channelConfigId = defaults.get(s.channel);
+      if (!channelConfigId) problems.push({ pointer: `/nodes/${n.id}/steps/${i}/channelConfigId`, detail: `is required: the workspace has no default ${s.channel} config` });
+      return { ...s, channelConfigId };
+    }),
+  });
+  // The default was deleted since the check above.
+  if (problems.length) throw unprocessable('The flow is not ready to launch', problems);
+  return { ...graph, nodes } as FlowGraph;
 }
 
 /** Pause: nothing moves (waits keep their wake times) and nobody enters until resume. */

@@ -208,14 +208,17 @@ export async function graphProblems(sql: Sql, workspaceId: string, graph: FlowGr
   const sends = graph.nodes.flatMap((n) => (n.type === 'steps' ? n.steps.map((s, i) => ({ node: n.id, i, s })) : [])).filter((x) => x.s.type === 'send');
   if (sends.length) {
     const templates = await sql<{ id: string; channel: string }[]>`select id, channel from templates where workspace_id = ${workspaceId} and deleted_at is null and id = any(${sends.map((x) => (x.s as { templateId: string }).templateId)}::uuid[])`;
-    const configs = await sql<{ id: string; channel: string }[]>`select id, channel from channel_configs where workspace_id = ${workspaceId} and deleted_at is null and id = any(${sends.map((x) => (x.s as { channelConfigId: string }).channelConfigId)}::uuid[])`;
+    // With the channels' defaults, for the steps that name no config (launch writes them in).
+    const configs = await sql<{ id: string; channel: string; is_default: boolean }[]>`
+      select id, channel, is_default from channel_configs where workspace_id = ${workspaceId} and deleted_at is null
+        and (is_default or id = any(${sends.flatMap((x) => (x.s.type === 'send' && x.s.channelConfigId ? [x.s.channelConfigId] : []))}::uuid[]))`;
     for (const { node, i, s } of sends) {
       if (s.type !== 'send') continue;
       const t = templates.find((r) => r.id === s.templateId);
-      const c = configs.find((r) => r.id === s.channelConfigId);
+      const c = s.channelConfigId ? configs.find((r) => r.id === s.channelConfigId) : configs.find((r) => r.is_default && r.channel === s.channel);
       if (!t) problems.push({ nodeId: node, field: `steps/${i}/templateId`, detail: 'the template does not exist' });
       else if (t.channel !== s.channel) problems.push({ nodeId: node, field: `steps/${i}/templateId`, detail: `the template is for ${t.channel}, the step sends ${s.channel}` });
-      if (!c) problems.push({ nodeId: node, field: `steps/${i}/channelConfigId`, detail: 'the channel config does not exist' });
+      if (!c) problems.push({ nodeId: node, field: `steps/${i}/channelConfigId`, detail: s.channelConfigId ? 'the channel config does not exist' : `is required: the workspace has no default ${s.channel} config` });
       else if (c.channel !== s.channel) problems.push({ nodeId: node, field: `steps/${i}/channelConfigId`, detail: `the channel config is for ${c.channel}, the step sends ${s.channel}` });
     }
   }

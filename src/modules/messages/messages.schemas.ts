@@ -74,7 +74,7 @@ export type TimelineQuery = Static<typeof TimelineQuery>;
 
 export const TestSendBody = Type.Object(
   {
-    channelConfigId: Uuid,
+    channelConfigId: Type.Optional(Type.String({ format: 'uuid', description: 'Omitted: the default config of the template\'s channel' })),
     to: Type.String({ minLength: 1, maxLength: 2048, description: 'An email address, a phone number, a device token, or a web-push endpoint' }),
     keys: Type.Optional(Type.Object({ p256dh: Type.String(), auth: Type.String() }, { additionalProperties: false, description: 'Web push: the subscription keys' })),
     customerId: Type.Optional(Uuid),

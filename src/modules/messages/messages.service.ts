@@ -4,7 +4,7 @@ import type { Deps } from '../../deps.ts';
 import { invalid, notFound } from '../../http/errors.ts';
 import { decodeCursor, pageOf } from '../../http/pagination.ts';
 import { newId } from '../../ids.ts';
-import { loadChannelConfig } from '../channels/channels.service.ts';
+import { channelConfigOrDefault, loadChannelConfig } from '../channels/channels.service.ts';
 import { getCustomer } from '../customers/customers.service.ts';
 import { compileFields, customerContext, TemplateError } from '../templates/render.ts';
 import { getTemplate, versionFields } from '../templates/templates.service.ts';
@@ -80,7 +80,7 @@ export async function customerTimeline(deps: D, workspaceId: string, customerId:
  */
 export async function testSend(deps: Pick<Deps, 'db' | 'database' | 'config' | 'providers' | 'clock'>, workspaceId: string, templateId: string, body: TestSendBody): Promise<TestSendResult> {
   const template = await getTemplate(deps, workspaceId, templateId, body.version);
-  const config = await loadChannelConfig(deps, workspaceId, body.channelConfigId);
+  const config = await loadChannelConfig(deps, workspaceId, await channelConfigOrDefault(deps, workspaceId, template.channel, body.channelConfigId, '/channelConfigId'));
   if (config.channel !== template.channel) {
     throw invalid('The channel config is for another channel', [{ pointer: '/channelConfigId', detail: `is a ${config.channel} config; the template is for ${template.channel}` }]);
   }

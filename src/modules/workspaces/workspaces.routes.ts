@@ -14,6 +14,7 @@ export async function workspaceRoutes(app: App, deps: Deps) {
     config: { access: 'root' },
     schema: {
       operationId: 'createWorkspace', tags, summary: 'Create a workspace (root token)',
+      description: 'With NODE_ENV=development the workspace starts with a sandbox channel config (records, sends nothing) as every channel\'s default.',
       body: CreateWorkspaceBody,
       response: { 201: Ref(Workspace), ...problems(400, 401, 403, 422) },
     },

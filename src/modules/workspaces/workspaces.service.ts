@@ -7,6 +7,7 @@ import { forbidden, invalid, notFound } from '../../http/errors.ts';
 import { hashToken } from '../../http/auth.ts';
 import { checkTimeZone } from '../../http/schemas.ts';
 import { newId } from '../../ids.ts';
+import { createSandboxDefaults } from '../channels/channels.service.ts';
 import type { ApiKey, CreateApiKeyBody, CreatedApiKey, CreateWorkspaceBody, UpdateWorkspaceBody, Workspace, WorkspaceSettings } from './workspaces.schemas.ts';
 
 export const KEY_REVOKED_CHANNEL = 'herald_api_key_revoked';
@@ -22,11 +23,15 @@ const toApiKey = (k: KeyRow): ApiKey => ({
   revokedAt: k.revokedAt?.toISOString() ?? null,
 });
 
-export async function createWorkspace(deps: Pick<Deps, 'db'>, body: CreateWorkspaceBody): Promise<Workspace> {
+/** In development a new workspace starts with a sandbox config as every channel's default (createSandboxDefaults). */
+export async function createWorkspace(deps: Pick<Deps, 'db' | 'config' | 'clock'>, body: CreateWorkspaceBody): Promise<Workspace> {
   const timeZone = body.timeZone ?? 'UTC';
   checkTimeZone(timeZone);
-  const [row] = await deps.db.insert(workspaces).values({ id: newId(), name: body.name, timeZone, settings: body.settings ?? {} }).returning();
-  return { ...toWorkspace(row!), apiKeys: [] };
+  return deps.db.transaction(async (tx) => {
+    const [row] = await tx.insert(workspaces).values({ id: newId(), name: body.name, timeZone, settings: body.settings ?? {} }).returning();
+    if (deps.config.env === 'development') await createSandboxDefaults(tx, row!.id, deps.clock.now());
+    return { ...toWorkspace(row!), apiKeys: [] };
+  });
 }
 
 export async function getWorkspace(deps: Pick<Deps, 'db'>, id: string): Promise<Workspace> {
