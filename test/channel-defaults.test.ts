@@ -172,3 +172,88 @@ t.test('defaults are per workspace', async (t) => {
   t.equal((await b.call('PUT', `/v1/channel-configs/${mine.id}`, { isDefault: true })).statusCode, 404, 'nor can it be taken');
   t.same(await defaults(a.call), ['email:a\'s']);
 });
+
+/** A flow of one event trigger and one send step that names no config. */
+async function welcomeFlow(call: Call) {
+  const template = await emailTemplate(call);
+  const graph = {
+    nodes: [
+      { id: 'start', type: 'event_trigger', eventType: 'signed_up' },
+      { id: 'hello', type: 'steps', steps: [{ type: 'send', channel: 'email', templateId: template }] },
+      { id: 'done', type: 'exit' },
+    ],
+    edges: [{ from: 'start', to: 'hello' }, { from: 'hello', to: 'done' }],
+  };
+  const created = await call('POST', '/v1/flows', { name: 'Welcome', graph });
+  if (created.statusCode !== 201) throw new Error(created.body);
+  return created.json().id as string;
+}
+
+t.test('a dry run runs a step that names no config (with the default, or without one), and the launch after it sends through the default', async (t) => {
+  clock.set('2026-06-02T10:00:00Z');
+  const { call } = await workspaceWithKey(app);
+  const id = await welcomeFlow(call);
+  await call('POST', '/v1/events', { externalId: 'ann', type: 'signed_up', occurredAt: clock.now().toISOString() });
+  const before = await call('POST', `/v1/flows/${id}/dry-run`, { since: '2026-06-01T00:00:00Z' });
+  t.equal(before.statusCode, 200, `no default yet: the dry run still runs ${before.body}`);
+  t.match(before.json().messages, [{ nodeId: 'hello', channel: 'email', count: 1 }]);
+
+  const config = (await sandbox(call, 'the default')).json();
+  const dry = await call('POST', `/v1/flows/${id}/dry-run`, { since: '2026-06-01T00:00:00Z' });
+  t.equal(dry.statusCode, 200, dry.body);
+  t.equal((await call('GET', `/v1/flows/${id}/versions/1`)).json().graph.nodes[1].steps[0].channelConfigId, undefined, 'the dry run wrote nothing into the draft');
+
+  t.equal((await call('POST', `/v1/flows/${id}/launch`)).statusCode, 200);
+  await call('POST', '/v1/events', { externalId: 'bob', type: 'signed_up', occurredAt: clock.now().toISOString() });
+  // In this process the dry runs loaded the draft's graph; the engine must run the launched one.
+  await drainFlows(deps);
+  const messages = await sql<{ channel_config_id: string }[]>`select channel_config_id from messages where source_id = ${id}`;
+  t.same(messages.map((m) => m.channel_config_id), [config.id], 'sent through the default the launch wrote in');
+});
+
+t.test('a draft saved before its channel had a default: validate brings its draftStatus up to date; a failed launch keeps its problems', async (t) => {
+  const { call } = await workspaceWithKey(app);
+  const id = await welcomeFlow(call);
+  t.match((await call('GET', `/v1/flows/${id}`)).json(), { draftStatus: 'draft' });
+  const config = (await sandbox(call, 'the default')).json();
+  t.match((await call('POST', `/v1/flows/${id}/validate`, {})).json(), { ready: true });
+  t.match((await call('GET', `/v1/flows/${id}`)).json(), { draftStatus: 'ready', problems: [] }, 'the stored draft follows');
+
+  await call('DELETE', `/v1/channel-configs/${config.id}`);
+  const refused = await call('POST', `/v1/flows/${id}/launch`);
+  t.equal(refused.statusCode, 422);
+  const flow = (await call('GET', `/v1/flows/${id}`)).json();
+  t.match(flow, { draftStatus: 'draft', problems: [{ nodeId: 'hello', field: 'steps/0/channelConfigId' }] }, 'the launch\'s problems are kept on the draft');
+});
+
+t.test('a launch while the default moves waits for the move and takes the new default (no spurious 422)', async (t) => {
+  const { workspaceId, call } = await workspaceWithKey(app);
+  const id = await welcomeFlow(call);
+  const old = (await sandbox(call, 'old default')).json();
+  const next = (await sandbox(call, 'new default')).json();
+  // A move of the default, as PUT isDefault makes it, held open until the launch waits.
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let moved!: () => void;
+  const ready = new Promise<void>((r) => (moved = r));
+  const move = sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(hashtextextended(${`channel-default:${workspaceId}:email`}, 0))`;
+    await tx`update channel_configs set is_default = false where workspace_id = ${workspaceId} and id = ${old.id}`;
+    await tx`update channel_configs set is_default = true where workspace_id = ${workspaceId} and id = ${next.id}`;
+    moved();
+    await gate;
+  });
+  await ready;
+  const launch = call('POST', `/v1/flows/${id}/launch`);
+  const until = Date.now() + 5000;
+  while ((await sql`select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid where not l.granted and a.datname = current_database()`).length === 0) {
+    if (Date.now() > until) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  t.ok(Date.now() <= until, 'the launch waits on the move');
+  release();
+  await move;
+  const launched = await launch;
+  t.equal(launched.statusCode, 200, launched.body);
+  t.equal((await call('GET', `/v1/flows/${id}/versions/1`)).json().graph.nodes[1].steps[0].channelConfigId, next.id, 'the default after the move');
+});

@@ -72,20 +72,24 @@ export interface Run {
 const HOP_LIMIT = 500;
 export const DEFAULT_BATCH = 5000;
 
-// Versions never change once saved: their parsed graphs are cached for good (bounded).
+// A launched version never changes: its parsed graph is cached for good (bounded). A draft is
+// read each time: a dry run runs it as it stands (in its own transaction), and its launch writes
+// the channels' default configs into it.
 const graphs = new Map<string, LoadedGraph>();
 
 export async function loadGraph(tx: TransactionSql, workspaceId: string, flowId: string, version: number): Promise<LoadedGraph | undefined> {
   const key = `${workspaceId}/${flowId}/${version}`;
   let g = graphs.get(key);
   if (!g) {
-    const [row] = await tx<{ graph: FlowGraph; settings: FlowSettings }[]>`select graph, settings from flow_versions where workspace_id = ${workspaceId} and flow_id = ${flowId} and version = ${version}`;
+    const [row] = await tx<{ graph: FlowGraph; settings: FlowSettings; launched: boolean }[]>`
+      select graph, settings, launched_at is not null as launched from flow_versions where workspace_id = ${workspaceId} and flow_id = ${flowId} and version = ${version}`;
     if (!row) return undefined;
     g = {
       version, graph: row.graph, settings: row.settings,
       byId: new Map(row.graph.nodes.map((n) => [n.id, n])),
       next: new Map(row.graph.edges.map((e) => [`${e.from}\u0000${e.branch ?? ''}`, e.to])),
     };
+    if (!row.launched) return g;
     if (graphs.size > 1000) graphs.delete(graphs.keys().next().value!);
     graphs.set(key, g);
   }

@@ -12,10 +12,9 @@ export const PROVIDER_CHANNEL: Record<Exclude<Provider, 'sandbox'>, Channel> = {
 
 const BaseUrl = Type.String({ format: 'uri', pattern: '^https?://', maxLength: 500, description: 'Override of the provider API base URL (for a proxy or a local mock)' });
 const Name = Type.String({ minLength: 1, maxLength: 200 });
-const IsDefault = Type.Boolean({
-  description: 'The channel\'s default config: used by actions, flow send steps and test sends that name no channelConfigId. '
-    + 'Making one the default takes it from the channel\'s previous default. On create, omitted: true when the channel has no default yet',
-});
+const DEFAULT_MEANS = 'The channel\'s default config: used by actions, flow send steps and test sends that name no channelConfigId. ';
+const IsDefault = Type.Boolean({ description: `${DEFAULT_MEANS}true takes it from the channel's previous default. Omitted: true when the channel has no default yet` });
+const SetDefault = Type.Boolean({ description: `${DEFAULT_MEANS}true takes it from the channel's previous default; false leaves the channel without one. Omitted: unchanged` });
 
 /** Settings (kept in clear, returned) and secrets (sealed, never returned) per provider. */
 export const ProviderSchemas = {
@@ -94,7 +93,7 @@ export const UpdateChannelConfigBody = Type.Object(
     name: Type.Optional(Name),
     settings: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'The whole new settings of the provider' })),
     secrets: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Secrets to replace; those not named are kept' })),
-    isDefault: Type.Optional(IsDefault),
+    isDefault: Type.Optional(SetDefault),
   },
   { additionalProperties: false, minProperties: 1 },
 );

@@ -79,8 +79,11 @@ function complete(provider: Provider, settings: Record<string, unknown>, secrets
  * default must not both take it. Taken before any row lock (creates and updates alike).
  */
 async function lockDefault(tx: Tx, workspaceId: string, channel: string): Promise<void> {
-  await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${`channel-default:${workspaceId}:${channel}`}, 0))`);
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${channelDefaultLock(workspaceId, channel)}, 0))`);
 }
+
+/** The advisory lock's key for a channel's default (a flow's launch takes it to read the defaults). */
+export const channelDefaultLock = (workspaceId: string, channel: string) => `channel-default:${workspaceId}:${channel}`;
 
 /** Takes the default from the channel's other configs (under lockDefault). */
 async function takeDefault(tx: Tx, workspaceId: string, channel: string, id: string): Promise<void> {

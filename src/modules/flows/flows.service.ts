@@ -6,6 +6,7 @@ import type { Deps } from '../../deps.ts';
 import { conflict, invalid, notFound, unprocessable } from '../../http/errors.ts';
 import { decodeCursor, pageOf } from '../../http/pagination.ts';
 import { newId } from '../../ids.ts';
+import { channelDefaultLock } from '../channels/channels.service.ts';
 import { ensureActionTemplates } from '../messages/action-templates.ts';
 import { flowIndex, wake } from '../../engine/entries.ts';
 import { nextScheduleAt } from '../../engine/schedule.ts';
@@ -175,6 +176,12 @@ export async function validateFlow(deps: D, workspaceId: string, id: string, gra
     target = (await versionRow(sql, workspaceId, id, row.draft_version)).graph;
   }
   const { problems } = await checkedGraph(sql, workspaceId, target);
+  // The stored draft's problems (its draftStatus) follow what changed since its save: a
+  // template deleted, a channel's default config created. A derived field brought up to date,
+  // not the caller's content, so a read-scoped key's check may write it.
+  if (graph === undefined) {
+    await sql`update flow_versions set problems = ${JSON.stringify(problems)}::jsonb where workspace_id = ${workspaceId} and flow_id = ${id} and version = ${row.draft_version} and launched_at is null`;
+  }
   return { ready: problems.length === 0, problems };
 }
 
@@ -182,6 +189,17 @@ export async function validateFlow(deps: D, workspaceId: string, id: string, gra
  * Makes the draft the active version. Customers in flight move to the node with the same id in
  * the new version, or exit with node_removed. A second launch while one runs is a 409.
  */
+/** A draft found not ready inside the launch's transaction: its problems are kept after the rollback. */
+class NotReady extends Error {
+  readonly version: number;
+  readonly problems: Problem[];
+  constructor(version: number, problems: Problem[]) {
+    super('not ready');
+    this.version = version;
+    this.problems = problems;
+  }
+}
+
 export async function launchFlow(deps: D, workspaceId: string, id: string): Promise<Flow> {
   const { sql } = deps.database;
   const now = deps.clock.now();
@@ -191,13 +209,11 @@ export async function launchFlow(deps: D, workspaceId: string, id: string): Prom
     const row = await findFlow(tx, workspaceId, id, true);
     if (!row.draft_version) throw conflict(row.active_version ? 'There is no draft to launch; edit the flow first (or resume it if paused)' : 'The flow has no draft');
     const draft = await versionRow(tx, workspaceId, id, row.draft_version);
-    // Templates or configs may have gone since the save: check again.
-    const problems = await graphProblems(sql, workspaceId, draft.graph);
-    if (problems.length) {
-      await tx`update flow_versions set problems = ${JSON.stringify(problems)}::jsonb where workspace_id = ${workspaceId} and flow_id = ${id} and version = ${draft.version}`;
-      throw unprocessable('The flow is not ready to launch', problems.map((p) => ({ pointer: `/nodes/${p.nodeId ?? ''}/${p.field}`, detail: p.detail })));
-    }
-    const graph = await withDefaultConfigs(tx, workspaceId, draft.graph);
+    // Templates or configs may have gone (or defaults come) since the save: check again. The
+    // problems are kept on the draft after this transaction rolls back (below).
+    const problems = await graphProblems(tx, workspaceId, draft.graph);
+    if (problems.length) throw new NotReady(draft.version, problems);
+    const graph = await withDefaultConfigs(tx, workspaceId, draft.graph, 'launch');
     if (row.active_version) await tx`update flow_versions set stopped_at = ${now} where workspace_id = ${workspaceId} and flow_id = ${id} and version = ${row.active_version}`;
     await tx`
       update flow_versions set launched_at = ${now}, problems = '[]'::jsonb ${graph === draft.graph ? tx`` : tx`, graph = ${JSON.stringify(graph)}::jsonb`}
@@ -217,21 +233,33 @@ export async function launchFlow(deps: D, workspaceId: string, id: string): Prom
     // Each send step its own set, for its channel (its messages' step_id is `node/index`).
     const steps = draft.graph.nodes.flatMap((n) => (n.type === 'steps' ? n.steps.flatMap((s, i) => (s.type === 'send' ? [{ stepId: `${n.id}/${i}`, channel: s.channel }] : [])) : []));
     await ensureActionTemplates(tx, steps.map((s) => ({ workspaceId, sourceType: 'flow', sourceId: id, stepId: s.stepId, channel: s.channel })));
+  }).catch(async (error: unknown) => {
+    if (!(error instanceof NotReady)) throw error;
+    // Kept on the draft (its draftStatus), then answered.
+    await sql`update flow_versions set problems = ${JSON.stringify(error.problems)}::jsonb where workspace_id = ${workspaceId} and flow_id = ${id} and version = ${error.version} and launched_at is null`;
+    throw unprocessable('The flow is not ready to launch', error.problems.map((p) => ({ pointer: `/nodes/${p.nodeId ?? ''}/${p.field}`, detail: p.detail })));
   });
   flowIndex.forget(workspaceId);
   return toFlow(sql, await findFlow(sql, workspaceId, id));
 }
 
+/** Stands in for a missing default in a dry run, which sends nothing: the steps still run. */
+const NO_CONFIG = '00000000-0000-0000-0000-000000000000';
+
 /**
  * The graph with the channel's default config written into each send step that names none: the
  * launched version records the config it sends through, and a later change of default does not
- * move it (as with an action). The same graph when every step names its config.
+ * move it (as with an action). The same graph when every step names its config. For a launch the
+ * channels' default locks are taken first (sorted), so a default being moved meanwhile is read
+ * after the move, not missed (a 422 for a channel that has one); a missing default is a 422. A
+ * dry run takes no lock and puts a placeholder where a default is missing.
  */
-async function withDefaultConfigs(tx: TransactionSql, workspaceId: string, graph: FlowGraph): Promise<FlowGraph> {
-  const open = graph.nodes.some((n) => n.type === 'steps' && n.steps.some((s) => s.type === 'send' && !s.channelConfigId));
-  if (!open) return graph;
+export async function withDefaultConfigs(tx: TransactionSql, workspaceId: string, graph: FlowGraph, mode: 'launch' | 'dry-run'): Promise<FlowGraph> {
+  const channels = new Set(graph.nodes.flatMap((n) => (n.type === 'steps' ? n.steps.flatMap((s) => (s.type === 'send' && !s.channelConfigId ? [s.channel] : [])) : [])));
+  if (channels.size === 0) return graph;
+  if (mode === 'launch') for (const channel of [...channels].sort()) await tx`select pg_advisory_xact_lock(hashtextextended(${channelDefaultLock(workspaceId, channel)}, 0))`;
   const rows = await tx<{ id: string; channel: string }[]>`
-    select id, channel from channel_configs where workspace_id = ${workspaceId} and is_default and deleted_at is null for share`;
+    select id, channel from channel_configs where workspace_id = ${workspaceId} and channel = any(${[...channels]}::text[]) and is_default and deleted_at is null`;
   const defaults = new Map(rows.map((r) => [r.channel, r.id]));
   const problems: { pointer: string; detail: string }[] = [];
   const nodes = graph.nodes.map((n) => n.type !== 'steps' ? n : {
@@ -240,11 +268,11 @@ async function withDefaultConfigs(tx: TransactionSql, workspaceId: string, graph
       if (s.type !== 'send' || s.channelConfigId) return s;
       const channelConfigId = defaults.get(s.channel);
       if (!channelConfigId) problems.push({ pointer: `/nodes/${n.id}/steps/${i}/channelConfigId`, detail: `is required: the workspace has no default ${s.channel} config` });
-      return { ...s, channelConfigId };
+      return { ...s, channelConfigId: channelConfigId ?? NO_CONFIG };
     }),
   });
   // The default was deleted since the check above.
-  if (problems.length) throw unprocessable('The flow is not ready to launch', problems);
+  if (problems.length && mode === 'launch') throw unprocessable('The flow is not ready to launch', problems);
   return { ...graph, nodes } as FlowGraph;
 }
 

@@ -9,7 +9,7 @@ import { compileAudience, matchingIdsSql } from '../../audience/audience.service
 import { advance, type Entry, type Run } from '../../engine/engine.ts';
 import type { FlowGraph } from './flows.graph.ts';
 import type { DryRunBody, StatsQuery } from './flows.schemas.ts';
-import { findFlow, versionRow } from './flows.service.ts';
+import { findFlow, versionRow, withDefaultConfigs } from './flows.service.ts';
 
 type D = Pick<Deps, 'database' | 'clock' | 'boss'>;
 
@@ -89,6 +89,10 @@ export async function dryRun(deps: D, workspaceId: string, id: string, body: Dry
   let report: Awaited<ReturnType<typeof summarize>> | undefined;
   try {
     await sql.begin(async (tx) => {
+      // Its send steps as a launch would have them (the channels' defaults written in), for this
+      // transaction only: it is rolled back.
+      const filled = await withDefaultConfigs(tx, workspaceId, graph, 'dry-run');
+      if (filled !== graph) await tx`update flow_versions set graph = ${JSON.stringify(filled)}::jsonb where workspace_id = ${workspaceId} and flow_id = ${id} and version = ${version}`;
       const entries: Entry[] = [];
       const entry = (customerId: string, nodeId: string, context: Record<string, unknown>, at: Date): Entry => ({
         workspaceId, id: newId(), flowId: id, customerId, version, nodeId, context, enteredAt: at, state: 'active', wakeAt: now, waitingFor: null, exitReason: null, hops: 0,

@@ -4,7 +4,7 @@
 // trigger, unconnected nodes, a cycle with no wait, a missing template) is saved as a draft
 // with its problems, each naming the node and field; only a graph without problems is ready.
 import { CronExpressionParser } from 'cron-parser';
-import type { Sql } from 'postgres';
+import type { Sql, TransactionSql } from 'postgres';
 import { checkFilter } from '../../audience/validate.ts';
 import type { FieldError } from '../../http/errors.ts';
 import { fieldErrors } from '../../http/problem.ts';
@@ -172,7 +172,7 @@ function checkWait(node: Extract<FlowNode, { type: 'wait' }>, p: string, fail: (
 }
 
 /** What keeps a well-formed graph from being ready: each problem names its node and field. */
-export async function graphProblems(sql: Sql, workspaceId: string, graph: FlowGraph): Promise<Problem[]> {
+export async function graphProblems(sql: Sql | TransactionSql, workspaceId: string, graph: FlowGraph): Promise<Problem[]> {
   const problems: Problem[] = [];
   const byId = new Map(graph.nodes.map((n) => [n.id, n]));
   const incoming = new Map<string, number>();
