@@ -352,6 +352,38 @@ t.test("another workspace's messages, action templates and timelines are 404s", 
   t.equal((await s.call('GET', `/v1/customers/${c}/timeline?cursor=nope`)).statusCode, 400);
 });
 
+t.test('timeline cursors keep microseconds: entries whose times differ below the millisecond are neither skipped nor repeated (REST and GraphQL)', async (t) => {
+  const { call } = await workspaceWithKey(app);
+  const customer = (await call('POST', '/v1/customers', { externalId: 'micro' })).json().id as string;
+  // Python's isoformat() writes microseconds: a and b tie, c is 56 µs before them, d an hour before.
+  for (const [name, at] of [['a', '2026-06-01T09:00:00.123456Z'], ['b', '2026-06-01T09:00:00.123456Z'], ['c', '2026-06-01T09:00:00.123400Z'], ['d', '2026-06-01T08:00:00.000000Z']]) {
+    t.equal((await call('POST', '/v1/events', { externalId: 'micro', type: name, occurredAt: at })).statusCode, 200);
+  }
+  const all = (await call('GET', `/v1/customers/${customer}/timeline?limit=10`)).json().data.map((e: { data: { type: string } }) => e.data.type);
+  t.equal(all.length, 4);
+  const paged: string[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: { data: { data: { type: string } }[]; nextCursor: string | null } = (await call('GET', `/v1/customers/${customer}/timeline?limit=1${cursor ? `&cursor=${cursor}` : ''}`)).json();
+    paged.push(...page.data.map((e) => e.data.type));
+    cursor = page.nextCursor;
+  } while (cursor && paged.length < 10);
+  t.same(paged, all, 'page by page, the same entries in the same order as one page');
+
+  const graphql = async (after: string | null) => (await call('POST', '/graphql', {
+    query: 'query($after: String) { customer(externalId: "micro") { timeline(first: 1, after: $after) { edges { node { data } } pageInfo { hasNextPage endCursor } } } }', variables: { after },
+  })).json().data.customer.timeline;
+  const viaGraphql: string[] = [];
+  let after: string | null = null;
+  for (let i = 0; i < 10; i++) {
+    const page = await graphql(after);
+    viaGraphql.push(...page.edges.map((e: { node: { data: { type: string } } }) => e.node.data.type));
+    if (!page.pageInfo.hasNextPage) break;
+    after = page.pageInfo.endCursor;
+  }
+  t.same(viaGraphql, all, 'GraphQL pages the same way');
+});
+
 t.test('workspace rules: quiet hours in the customer time zone (skip or defer, DST-safe), frequency caps, default sender', async (t) => {
   const s = await setup('sms');
   const root = caller(app, (await import('./helpers/app.ts')).ROOT_TOKEN);

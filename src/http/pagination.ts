@@ -22,3 +22,12 @@ export function pageOf<T>(rows: T[], limit: number, key: (row: T) => (string | n
   const data = rows.slice(0, limit);
   return { data, nextCursor: encodeCursor(key(data[data.length - 1]!)) };
 }
+
+/**
+ * SQL for a timestamptz column as a cursor's key: ISO 8601 in UTC to the microsecond, as
+ * PostgreSQL keeps it. A JavaScript Date keeps milliseconds only, so a cursor made from one
+ * skipped the rows whose times differ from it below the millisecond (an event posted with
+ * microseconds, as Python's isoformat() writes them). Give it back as `$n::text::timestamptz`:
+ * postgres.js turns a timestamptz parameter into a Date first.
+ */
+export const cursorTime = (column: string) => `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;

@@ -2,8 +2,8 @@
 // their counts, the customers that got one ("same actions"), and a customer's timeline.
 import type { Deps } from '../../deps.ts';
 import { invalid, notFound } from '../../http/errors.ts';
-import { decodeCursor, pageOf } from '../../http/pagination.ts';
-import { newId } from '../../ids.ts';
+import { cursorTime, decodeCursor, pageOf } from '../../http/pagination.ts';
+import { isUuid, newId } from '../../ids.ts';
 import { channelConfigOrDefault, loadChannelConfig } from '../channels/channels.service.ts';
 import { getCustomer } from '../customers/customers.service.ts';
 import { compileFields, customerContext, TemplateError } from '../templates/render.ts';
@@ -47,13 +47,14 @@ export async function actionTemplateCustomers(deps: D, workspaceId: string, id: 
   if (!exists) throw notFound('Action template');
   const limit = q.limit ?? 50;
   const after = decodeCursor(q.cursor, ['string', 'string']);
-  const rows = await sql<{ id: string; customer_id: string; external_id: string | null; email: string | null; message_id: string; occurred_at: Date; touchpoint: Record<string, unknown> }[]>`
-    select ca.id, ca.customer_id, c.external_id, c.email, ca.message_id, ca.occurred_at, ca.touchpoint
+  if (after && (Number.isNaN(Date.parse(after[0] as string)) || !isUuid(after[1] as string))) throw invalid('The cursor is not one this API issued', [{ pointer: '/query/cursor', detail: 'is not a valid cursor' }]);
+  const rows = await sql<{ id: string; customer_id: string; external_id: string | null; email: string | null; message_id: string; occurred_at: Date; at_key: string; touchpoint: Record<string, unknown> }[]>`
+    select ca.id, ca.customer_id, c.external_id, c.email, ca.message_id, ca.occurred_at, ${sql.unsafe(cursorTime('ca.occurred_at'))} as at_key, ca.touchpoint
     from customer_actions ca join customers c on c.workspace_id = ca.workspace_id and c.id = ca.customer_id
     where ca.workspace_id = ${workspaceId} and ca.action_template_id = ${id}
-      ${after ? sql`and (ca.occurred_at, ca.id) < (${new Date(after[0] as string)}, ${after[1] as string})` : sql``}
+      ${after ? sql`and (ca.occurred_at, ca.id) < (${after[0] as string}::text::timestamptz, ${after[1] as string}::uuid)` : sql``}
     order by ca.occurred_at desc, ca.id desc limit ${limit + 1}`;
-  const page = pageOf(rows, limit, (r) => [r.occurred_at.toISOString(), r.id]);
+  const page = pageOf(rows, limit, (r) => [r.at_key, r.id]);
   return {
     data: page.data.map((r) => ({ customerId: r.customer_id, externalId: r.external_id, email: r.email, messageId: r.message_id, occurredAt: r.occurred_at.toISOString(), touchpoint: r.touchpoint })),
     nextCursor: page.nextCursor,

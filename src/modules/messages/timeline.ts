@@ -6,7 +6,7 @@
 // is its row's id with its position in the last four hex digits (the view flow_decision_list).
 import type { Sql } from 'postgres';
 import { invalid } from '../../http/errors.ts';
-import { decodeCursor, encodeCursor } from '../../http/pagination.ts';
+import { cursorTime, decodeCursor, encodeCursor } from '../../http/pagination.ts';
 import { isUuid } from '../../ids.ts';
 
 
@@ -94,7 +94,8 @@ function timelineSql(shape: Shape): string {
   let text = statements.get(key);
   if (text) return text;
   let n = 3;
-  const at = shape.cursor ? { at: `$${++n}::timestamptz`, id: `$${++n}::uuid` } : null;
+  // The cursor's time as text: a timestamptz parameter would go through a JavaScript Date (postgres.js), which drops the microseconds.
+  const at = shape.cursor ? { at: `$${++n}::text::timestamptz`, id: `$${++n}::uuid` } : null;
   const since = shape.since ? `$${++n}::timestamptz` : null;
   const until = shape.until ? `$${++n}::timestamptz` : null;
   const branches = shape.kinds.map((kind) => {
@@ -108,7 +109,7 @@ function timelineSql(shape: Shape): string {
       where x.workspace_id = $1::uuid and x.customer_id = c.id ${bounds.map((x) => `and ${x}`).join(' ')}
       order by ${b.at} desc, x.id desc limit $3::int)`;
   });
-  text = `select c.id as customer_id, t.kind, t.id, t.at, t.data from ${shape.one ? '(select $2::uuid as id)' : 'unnest($2::uuid[])'} as c(id)
+  text = `select c.id as customer_id, t.kind, t.id, t.at, ${cursorTime('t.at')} as at_key, t.data from ${shape.one ? '(select $2::uuid as id)' : 'unnest($2::uuid[])'} as c(id)
      cross join lateral (select * from (${branches.join(' union all ')}) u order by at desc, id desc limit $3::int) t`;
   if (statements.size < 1000) statements.set(key, text);
   return text;
@@ -128,7 +129,7 @@ export async function timelines(sql: Sql, workspaceId: string, customerIds: stri
   if (o.until) params.push(o.until.toISOString());
   // The flow branch's rows are cut at the last id the cursor's row can give (see flowBranch).
   if (after && kinds.includes('flow')) params.push(`${after[1].slice(0, 32)}ffff`);
-  const rows = await sql.unsafe<{ customer_id: string; kind: TimelineKind; id: string; at: Date; data: Record<string, unknown> }[]>(
+  const rows = await sql.unsafe<{ customer_id: string; kind: TimelineKind; id: string; at: Date; at_key: string; data: Record<string, unknown> }[]>(
     timelineSql({ kinds, cursor: !!after, since: !!o.since, until: !!o.until, one }),
     params as never[],
     { prepare: true },
@@ -140,7 +141,7 @@ export async function timelines(sql: Sql, workspaceId: string, customerIds: stri
       page.hasNextPage = true;
       continue;
     }
-    page.entries.push({ customerId: r.customer_id, kind: r.kind, id: r.id, at: r.at, data: r.data, cursor: encodeCursor([r.at.toISOString(), r.id]) });
+    page.entries.push({ customerId: r.customer_id, kind: r.kind, id: r.id, at: r.at, data: r.data, cursor: encodeCursor([r.at_key, r.id]) });
   }
   for (const page of out.values()) page.nextCursor = page.hasNextPage ? page.entries[page.entries.length - 1]!.cursor : null;
   return out;
@@ -149,9 +150,9 @@ export async function timelines(sql: Sql, workspaceId: string, customerIds: stri
 /** Timeline entries of one kind by id (for the subscription, which hears of new rows by id; for flow decisions, of their rows' ids). */
 export async function timelineEntries(sql: Sql, workspaceId: string, kind: TimelineKind, ids: string[]): Promise<TimelineRow[]> {
   const b = BRANCHES[kind];
-  const rows = await sql.unsafe<{ customer_id: string; id: string; at: Date; data: Record<string, unknown> }[]>(
-    `select x.customer_id, x.id, ${b.at} as at, ${b.data} as data from ${b.table} where x.workspace_id = $1::uuid and x.${kind === 'flow' ? 'row_id' : 'id'} = any($2::uuid[])`,
+  const rows = await sql.unsafe<{ customer_id: string; id: string; at: Date; at_key: string; data: Record<string, unknown> }[]>(
+    `select x.customer_id, x.id, ${b.at} as at, ${cursorTime(b.at)} as at_key, ${b.data} as data from ${b.table} where x.workspace_id = $1::uuid and x.${kind === 'flow' ? 'row_id' : 'id'} = any($2::uuid[])`,
     [workspaceId, ids] as never[],
   );
-  return rows.map((r) => ({ customerId: r.customer_id, kind, id: r.id, at: r.at, data: r.data, cursor: encodeCursor([r.at.toISOString(), r.id]) }));
+  return rows.map((r) => ({ customerId: r.customer_id, kind, id: r.id, at: r.at, data: r.data, cursor: encodeCursor([r.at_key, r.id]) }));
 }
