@@ -19,6 +19,7 @@ const Env = Type.Object({
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
   HERALD_RATE_LIMIT: Type.Integer({ minimum: 1 }),
   HERALD_DB_POOL: Type.Integer({ minimum: 2, maximum: 200 }),
+  HERALD_RETRY_BASE_MS: Type.Integer({ minimum: 100, maximum: 3_600_000 }),
   HERALD_GRAPHQL_INTROSPECTION: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])),
 });
 
@@ -36,6 +37,8 @@ export interface Config {
   /** Requests per minute per API key. */
   rateLimit: number;
   dbPoolSize: number;
+  /** A provider call that may be tried again waits this long before its first retry, 4 times longer before each next one (at most an hour). */
+  retryBaseMs: number;
   /** GraphQL introspection (and GraphiQL): on outside production, off in production unless HERALD_GRAPHQL_INTROSPECTION=true. */
   graphqlIntrospection: boolean;
 }
@@ -53,9 +56,10 @@ const DEFAULTS: Record<string, string> = {
   LOG_LEVEL: 'info',
   HERALD_RATE_LIMIT: '6000',
   HERALD_DB_POOL: '20',
+  HERALD_RETRY_BASE_MS: '15000',
 };
 
-const INTEGERS = new Set(['PORT', 'HERALD_RATE_LIMIT', 'HERALD_DB_POOL']);
+const INTEGERS = new Set(['PORT', 'HERALD_RATE_LIMIT', 'HERALD_DB_POOL', 'HERALD_RETRY_BASE_MS']);
 
 /** Reads and validates the settings; throws a ConfigError whose message is one line naming the bad setting. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -90,6 +94,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     rateLimit: e.HERALD_RATE_LIMIT,
     dbPoolSize: e.HERALD_DB_POOL,
+    retryBaseMs: e.HERALD_RETRY_BASE_MS,
     graphqlIntrospection: e.HERALD_GRAPHQL_INTROSPECTION ? e.HERALD_GRAPHQL_INTROSPECTION === 'true' : e.NODE_ENV !== 'production',
   };
 }

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { enqueueMessages, type NewMessage } from '../src/modules/messages/outbox.ts';
 import { applyMessageEvents } from '../src/modules/messages/message-events.ts';
-import { MAX_ATTEMPTS, recoverAbandoned, RENDER_RETRY_MS, sendDueMessages, sendJob, SENDING_LEASE_MS } from '../src/modules/messages/send.worker.ts';
+import { MAX_ATTEMPTS, recoverAbandoned, RENDER_RETRY_MS, RETRY_MAX_MS, sendDueMessages, sendJob, SENDING_LEASE_MS } from '../src/modules/messages/send.worker.ts';
 import { registerJobs } from '../src/jobs/queue.ts';
 import type { Provider, SendOutcome, SendRequest } from '../src/providers/types.ts';
 import { sandboxProvider } from '../src/providers/sandbox.ts';
@@ -172,10 +172,14 @@ t.test('retry rules: retry with backoff then dead-letter, never resend an unknow
   t.match(await statusOf(id!), { status: 'queued', attempts: 1, reason: '503 from provider' });
   t.equal(await sendDueMessages(deps), 0, 'not before its backoff');
   for (let i = 2; i <= MAX_ATTEMPTS; i++) {
-    herald.clock.advance(15 * 60_000);
+    // 15 s, 1 min, 4 min, 16 min, 1 h (±25%): not due just before the shortest it can be, due after the longest.
+    const wait = Math.min(15_000 * 4 ** (i - 2), RETRY_MAX_MS);
+    herald.clock.advance(wait * 0.75 - 1000);
+    t.equal(await sendDueMessages(deps), 0, `attempt ${i}: not yet`);
+    herald.clock.advance(wait * 0.5 + 2000);
     t.equal(await sendDueMessages(deps), 1, `attempt ${i}`);
   }
-  t.match(await statusOf(id!), { status: 'failed', attempts: MAX_ATTEMPTS, reason: /gave up after 5 attempts/ }, 'dead-lettered as failed');
+  t.match(await statusOf(id!), { status: 'failed', attempts: MAX_ATTEMPTS, reason: new RegExp(`gave up after ${MAX_ATTEMPTS} attempts`) }, 'dead-lettered as failed');
   t.equal(retrying.requests.length, MAX_ATTEMPTS);
 
   deps.providers.sandbox = scripted([{ kind: 'unknown', reason: 'socket reset after the request was sent' }]);

@@ -13,7 +13,20 @@ import { composePayload, trackingUrls } from './compose.ts';
 import { k, type Context } from './send.context.ts';
 import type { ClaimedMessage, SendResult } from './send.ledger.ts';
 
-export const MAX_ATTEMPTS = 5;
+/**
+ * Attempts of a provider call that may be tried again (a 429, a 5xx known not to have been
+ * accepted), before the message is given up as failed (its dead letter: the `failed` action
+ * template). With the default backoff (retryBackoffMs) the retries come after about 15 s, 1 min,
+ * 4 min, 16 min and 1 h: a provider's outage of an hour loses nothing.
+ */
+export const MAX_ATTEMPTS = 6;
+/** The longest wait before a retry. */
+export const RETRY_MAX_MS = 60 * 60_000;
+
+/** The wait before the retry that follows attempt `attempts`: base, then 4 times longer each time, at most RETRY_MAX_MS, with ±25% jitter. */
+export function retryBackoffMs(attempts: number, baseMs: number): number {
+  return Math.min(baseMs * 4 ** (attempts - 1), RETRY_MAX_MS) * (0.75 + Math.random() / 2);
+}
 /** A render over its time limit is tried once more after this long (see sendOne). */
 export const RENDER_RETRY_MS = 30_000;
 const RENDER_RETRY = 'render_time_limit';
@@ -135,7 +148,7 @@ export async function sendOne(deps: Pick<Deps, 'config' | 'providers' | 'clock'>
       return { ...sent, status: 'unknown', reason: outcome.reason.slice(0, 500) };
     case 'retry': {
       if (attempts >= MAX_ATTEMPTS) return { ...sent, status: 'failed', reason: `gave up after ${attempts} attempts: ${outcome.reason}`.slice(0, 500) };
-      const backoff = outcome.retryAfterMs ?? Math.min(2 ** attempts * 1000, 10 * 60_000) * (0.75 + Math.random() / 2);
+      const backoff = outcome.retryAfterMs ?? retryBackoffMs(attempts, deps.config.retryBaseMs);
       // From the answer, not the batch's start: a call made late in a long batch waits its whole backoff too.
       return { ...sent, status: 'queued', reason: outcome.reason.slice(0, 500), nextAttemptAt: new Date(deps.clock.now().getTime() + backoff) };
     }

@@ -15,7 +15,7 @@ import { pokeQueueVacuum } from './queue-maintenance.ts';
 import { sendOne } from './send.one.ts';
 
 export { SENDING_LEASE_MS, type ClaimedMessage } from './send.ledger.ts';
-export { MAX_ATTEMPTS, RENDER_RETRY_MS } from './send.one.ts';
+export { MAX_ATTEMPTS, RENDER_RETRY_MS, RETRY_MAX_MS } from './send.one.ts';
 
 /**
  * A claimed message stays 'queued', out of other workers' reach until its lease ends (its queue
