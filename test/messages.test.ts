@@ -356,6 +356,53 @@ t.test("another workspace's messages, action templates and timelines are 404s", 
   t.equal((await s.call('GET', `/v1/customers/${c}/timeline?cursor=nope`)).statusCode, 400);
 });
 
+t.test('click redirects: links outside ASCII are sent as the URL parser writes them, never a 500; one-click unsubscribe takes multipart too; "view online" runs no script', async (t) => {
+  const s = await setup();
+  const html = '<p><a href="https://例え.jp/カート?q=靴">jp</a><a href="https://shop.example/ürün">tr</a><a href="https://x.example/a&#13;&#10;Set-Cookie: z=1">crlf</a><a href="{{ unsubscribe_url }}">u</a><a href="{{ view_url }}">v</a></p>';
+  const template = (await s.call('POST', '/v1/templates', { name: 'intl', channel: 'email', content: { subject: 's', html } })).json().id as string;
+  const customer = (await s.call('POST', '/v1/customers', { externalId: 'intl', email: 'intl@x.io' })).json().id;
+  const [id] = await enqueue([message(s, customer, newId(), { templateId: template })]);
+  await sendDueMessages(deps);
+  const view = (await s.call('GET', `/v1/messages/${id}`)).json();
+  const clicks = [...(view.rendered.html as string).matchAll(/href="https?:\/\/[^/]+(\/t\/c\/[^"]+)"/g)].map((m) => m[1]!);
+  const anonymous = caller(app, null);
+  const expected = ['https://xn--r8jz45g.jp/%E3%82%AB%E3%83%BC%E3%83%88?q=%E9%9D%B4', 'https://shop.example/%C3%BCr%C3%BCn', 'https://x.example/aSet-Cookie:%20z=1'];
+  for (const [i, location] of expected.entries()) {
+    const res = await anonymous('GET', clicks[i]!);
+    t.equal(res.statusCode, 302, `link ${i}: ${res.body}`);
+    t.equal(res.headers.location, location, `link ${i}: punycode, percent-encoding, line breaks dropped`);
+  }
+  t.equal(view.events?.length ?? 0, 0);
+  const clicked = (await s.call('GET', `/v1/messages/${id}`)).json().events.filter((e: { kind: string }) => e.kind === 'clicked');
+  t.equal(clicked.length, 3, 'each click recorded with its redirect');
+
+  const unsubscribe = unsubscribeLinkOf(view);
+  const boundary = '----herald';
+  const multipart = `--${boundary}\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click\r\n--${boundary}--\r\n`;
+  const oneClick = await anonymous('POST', unsubscribe, multipart, { 'content-type': `multipart/form-data; boundary=${boundary}` });
+  t.equal(oneClick.statusCode, 200, `RFC 8058 says SHOULD be multipart/form-data: ${oneClick.body}`);
+  t.match((await s.call('GET', `/v1/customers/${customer}`)).json().consents, [{ channel: 'email', status: 'unsubscribed' }]);
+
+  const viewOnline = new URL(view.rendered.links.find((l: string) => l.includes('/t/v/'))).pathname;
+  const page = await anonymous('GET', viewOnline);
+  t.equal(page.statusCode, 200);
+  t.match(page.headers['content-security-policy'], /^sandbox/, 'the template\'s HTML on our origin runs no script');
+});
+
+t.test('a push click URL that is not http(s) (an app\'s deep link) goes to the device as written, untracked', async (t) => {
+  const s = await setup('web_push');
+  const customer = (await s.call('POST', '/v1/customers', { externalId: 'deep' })).json().id;
+  await s.call('POST', `/v1/customers/${customer}/push-subscriptions`, { kind: 'web_push', endpoint: 'https://push.example/sub/1', keys: { p256dh: 'BNc', auth: 'tBH' } });
+  const deep = (await s.call('POST', '/v1/templates', { name: 'deep', channel: 'web_push', content: { title: 'Hi', body: 'Open the app', clickUrl: 'myapp://orders/42' } })).json().id as string;
+  const requests = useProvider(t, scripted([{ kind: 'sent', providerMessageId: 'p' }])).requests;
+  await enqueue([message(s, customer, newId(), { channel: 'web_push', templateId: deep })]);
+  await sendDueMessages(deps);
+  t.match(requests[0]?.payload, { kind: 'web_push', clickUrl: 'myapp://orders/42' }, 'as written');
+  await enqueue([message(s, customer, newId(), { channel: 'web_push' })]);
+  await sendDueMessages(deps);
+  t.match(requests[1]?.payload, { kind: 'web_push', clickUrl: /\/t\/c\// }, 'an https click URL is tracked');
+});
+
 t.test('timeline cursors keep microseconds: entries whose times differ below the millisecond are neither skipped nor repeated (REST and GraphQL)', async (t) => {
   const { call } = await workspaceWithKey(app);
   const customer = (await call('POST', '/v1/customers', { externalId: 'micro' })).json().id as string;

@@ -62,6 +62,19 @@ t.test('a signed SendGrid batch: stored once, statuses forward, action templates
   t.equal(await eventsOf(s.messageId), 4);
 });
 
+t.test('a deleted config still takes the events of the mail it sent: a bounce after the delete takes the address off the list', async (t) => {
+  const s = await sentEmail('gone-config');
+  t.equal((await s.call('DELETE', `/v1/channel-configs/${s.config}`)).statusCode, 204);
+  const batch = JSON.stringify([sendgridEvent('bounce', 'sg-gone-config', { ...args(s), type: 'bounce', reason: '550 no such user' })]);
+  const res = await post(s.config, batch, eventWebhookHeaders(keys.privateKey, batch, nowSeconds()));
+  t.equal(res.statusCode, 200, res.body);
+  t.match(res.json(), { stored: 1 });
+  t.equal((await s.call('GET', `/v1/messages/${s.messageId}`)).json().status, 'bounced');
+  t.match((await s.call('GET', `/v1/customers/${s.customer}`)).json().consents, [{ channel: 'email', status: 'unsubscribed' }]);
+  const forged = await post(s.config, batch, eventWebhookHeaders(generateEventWebhookKeys().privateKey, batch, nowSeconds()));
+  t.equal(forged.statusCode, 401, 'still only with its signature');
+});
+
 t.test('forged, tampered, stale and unsigned posts are 401 and store nothing', async (t) => {
   const s = await sentEmail('sg2');
   const batch = JSON.stringify([sendgridEvent('delivered', 'sg-sg2', args(s))]);

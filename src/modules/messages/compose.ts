@@ -94,11 +94,14 @@ export function composePayload(input: ComposeInput): { payload: Payload; rendere
     case 'web_push':
     case 'mobile_push': {
       const data = Object.fromEntries(Object.entries(v).filter(([key]) => key.startsWith('data/')).map(([key, value]) => [key.slice(5), value]));
-      // The click URL is kept for the redirect; the device is sent the beacon that records the click first.
+      // An http(s) click URL is kept for the redirect and the device is sent the tracked link
+      // that records the click first. Another (an app's deep link, myapp://...) goes as written,
+      // untracked: the redirect only ever leads to http(s).
+      const trackedClick = tracked && v.clickUrl !== undefined && /^https?:\/\//i.test(v.clickUrl);
       const links = v.clickUrl ? [v.clickUrl] : [];
       const payload: Payload = {
         kind: input.channel, to: { endpoint: input.address, keys: input.subscription?.keys ?? null }, title: v.title ?? '', body: v.body ?? '',
-        ...(v.imageUrl ? { imageUrl: v.imageUrl } : {}), ...(v.clickUrl ? { clickUrl: tracked ? urls.click(0) : v.clickUrl } : {}),
+        ...(v.imageUrl ? { imageUrl: v.imageUrl } : {}), ...(v.clickUrl ? { clickUrl: trackedClick ? urls.click(0) : v.clickUrl } : {}),
         data: tracked ? { ...data, herald_receipt_url: urls.push } : data,
       };
       return { payload, rendered: { title: payload.title, body: payload.body, ...(v.imageUrl ? { imageUrl: v.imageUrl } : {}), ...(v.clickUrl ? { clickUrl: v.clickUrl } : {}), data, links } };

@@ -20,8 +20,12 @@ const html = (title: string, body: string) =>
   `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${title}</title></head><body style="font-family:sans-serif;max-width:32rem;margin:3rem auto">${body}</body></html>`;
 
 export async function trackingRoutes(app: App, deps: Deps) {
-  // RFC 8058 one-click posts are form-encoded; the body itself carries nothing we need.
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_req, body, done) => done(null, body));
+  // RFC 8058 one-click posts SHOULD be multipart/form-data and MAY be form-encoded; mail
+  // providers send either, and the body carries nothing we need: both are read (up to 4 KiB)
+  // and ignored. (The push beacon's JSON keeps Fastify's own parser.)
+  for (const type of ['application/x-www-form-urlencoded', 'multipart/form-data']) {
+    app.addContentTypeParser(type, { parseAs: 'string', bodyLimit: 4096 }, (_req, body, done) => done(null, body));
+  }
   const secret = () => deps.config.secret!;
 
   const claimsOf = (token: string, kind: TokenKind) => {
@@ -55,9 +59,10 @@ export async function trackingRoutes(app: App, deps: Deps) {
     const claims = claimsOf(request.params.token, 'click');
     const message = await messageOf(claims);
     const url = (message.rendered?.links as string[] | undefined)?.[claims.link];
-    if (!url) throw notFound('Link');
+    const location = url ? redirectTarget(url) : null;
+    if (!location) throw notFound('Link');
     await record(claims, 'clicked', { url, ...touch(request) });
-    return reply.code(302).header('cache-control', 'no-store, private').header('location', url).send(null);
+    return reply.code(302).header('cache-control', 'no-store, private').header('location', location).send(null);
   });
 
   app.get('/t/u/:token', {
@@ -108,9 +113,28 @@ export async function trackingRoutes(app: App, deps: Deps) {
       if (kind === 'forward') await record(claims, 'forwarded', touch(request));
       const rendered = await contentAsSent(deps, message);
       const body = typeof rendered?.html === 'string' ? rendered.html : html('Message', `<pre>${escape(String(rendered?.text ?? ''))}</pre>`);
-      return reply.type('text/html').header('cache-control', 'no-store, private').header('x-robots-tag', 'noindex').send(body);
+      // The template's HTML on Herald's own origin: no script runs (a javascript: link a merge
+      // tag slipped in included), links still open.
+      return reply.type('text/html').header('cache-control', 'no-store, private').header('x-robots-tag', 'noindex')
+        .header('content-security-policy', 'sandbox allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation').send(body);
     });
   }
+}
+
+/**
+ * Where a click redirect may send the browser: an absolute http(s) URL of the message, written as
+ * the WHATWG URL parser writes it (a host in punycode, a path, query or fragment outside ASCII
+ * percent-encoded, tabs and line breaks dropped), so that it can go in a Location header at all.
+ * Anything else (javascript:, data:, a relative or broken URL) is not redirected to.
+ */
+export function redirectTarget(url: string): string | null {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return null;
+  }
+  return parsed.protocol === 'http:' || parsed.protocol === 'https:' ? parsed.href : null;
 }
 
 const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

@@ -22,9 +22,14 @@ interface ConfigRow {
   sealed_secrets: string | null;
 }
 
+/**
+ * The config a provider posts events for. A deleted one too: the mail it sent still bounces,
+ * gets reported as spam and unsubscribed from, and those must reach the messages and consents
+ * (its verification key and auth token are kept with it).
+ */
 async function configById(deps: Pick<Deps, 'database'>, id: string, providers: string[]): Promise<ConfigRow> {
   const [row] = await deps.database.sql<ConfigRow[]>`
-    select workspace_id, id, provider, settings, sealed_secrets from channel_configs where id = ${id} and deleted_at is null`;
+    select workspace_id, id, provider, settings, sealed_secrets from channel_configs where id = ${id}`;
   // An unknown config and one of another provider look the same from outside.
   if (!row || !providers.includes(row.provider)) throw notFound('Webhook');
   return row;
