@@ -3,7 +3,7 @@ import WebSocket from 'ws';
 import { drainFlows } from '../src/engine/engine.ts';
 import { executePendingRuns } from '../src/modules/actions/actions.runs.ts';
 import { drainDueMessages } from '../src/modules/messages/send.worker.ts';
-import { caller, startHerald, workspaceWithKey, type Call } from './helpers/app.ts';
+import { caller, ROOT_TOKEN, startHerald, workspaceWithKey, type Call } from './helpers/app.ts';
 
 // API role: the test runs the action run, the sends and the flow engine itself.
 const herald = await startHerald(t, { HERALD_ROLE: 'api' });
@@ -239,4 +239,34 @@ t.test('timelineUpdated over WebSocket: new entries as they are written; the sam
     c.ws.once('close', ok);
     c.ws.close();
   })));
+});
+
+t.test('a subscription ends when its key is revoked: the socket is closed (4401), no further entry reaches it', async (t) => {
+  const live = await startHerald(t, { HERALD_ROLE: 'api' });
+  await live.app.listen({ port: 0, host: '127.0.0.1' });
+  const port = (live.app.server.address() as { port: number }).port;
+  const { call, workspaceId } = await workspaceWithKey(live.app);
+  const reader = await caller(live.app, ROOT_TOKEN)('POST', `/v1/workspaces/${workspaceId}/api-keys`, { name: 'support tool', scopes: ['read'] });
+  const id = (await call('POST', '/v1/customers', { externalId: 'revoked-sub' })).json().id;
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/graphql`, 'graphql-transport-ws', { headers: { authorization: `Bearer ${reader.json().token}` } });
+  const received: Record<string, unknown>[] = [];
+  const closed = new Promise<number>((resolve) => ws.on('close', (code: number) => resolve(code)));
+  ws.on('message', (data: unknown) => {
+    const m = JSON.parse(String(data));
+    if (m.type === 'next') received.push(m);
+  });
+  await new Promise((ok) => ws.on('open', ok));
+  ws.send(JSON.stringify({ type: 'connection_init' }));
+  ws.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: `subscription { timelineUpdated(customerId: "${id}") { kind } }` } }));
+  await new Promise((r) => setTimeout(r, 300));
+  await call('POST', '/v1/events', { externalId: 'revoked-sub', type: 'before' });
+  for (let i = 0; i < 50 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+  t.equal(received.length, 1, 'entries arrive while the key is valid');
+
+  t.equal((await caller(live.app, ROOT_TOKEN)('DELETE', `/v1/workspaces/${workspaceId}/api-keys/${reader.json().id}`)).statusCode, 204);
+  t.equal(await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]), 4401, 'the revocation closes its sockets');
+  ws.terminate();
+  await call('POST', '/v1/events', { externalId: 'revoked-sub', type: 'after' });
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(received.length, 1, 'nothing more reached it');
 });

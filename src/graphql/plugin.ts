@@ -39,8 +39,47 @@ function mergeResolvers(...all: IResolvers[]): IResolvers {
   return out as IResolvers;
 }
 
+/** How often the keys of open subscriptions are checked again (an expiry; a revocation this process did not hear). */
+const KEY_RECHECK_MS = 30_000;
+/** The WebSocket close code for a subscription whose key was revoked or expired (4401, as graphql-ws uses for unauthorized). */
+export const KEY_GONE_CLOSE_CODE = 4401;
+
+interface Closable {
+  close(code?: number, reason?: string): void;
+  once(event: 'close', listener: () => void): unknown;
+}
+
 export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; introspection: boolean }) {
   const feed = new TimelineFeed(opts.deps.database.sql);
+  // A subscription lives on its socket as long as the socket is open, authorised once at the
+  // upgrade: each socket is kept by its key, and closed when the key is revoked (this process's
+  // own revocation, or another's heard through NOTIFY) or found revoked or expired by a recheck.
+  const sockets = new Map<string, Set<Closable>>();
+  const closeKey = (keyId: string) => {
+    for (const socket of sockets.get(keyId) ?? []) socket.close(KEY_GONE_CLOSE_CODE, 'The API key was revoked or has expired');
+    sockets.delete(keyId);
+  };
+  const recheck = async () => {
+    const ids = [...sockets.keys()];
+    if (!ids.length) return;
+    const live = await opts.deps.database.sql<{ id: string }[]>`
+      select id from api_keys where id = any(${ids}::uuid[]) and revoked_at is null and (expires_at is null or expires_at > ${opts.deps.clock.now()})`;
+    const ok = new Set(live.map((r) => r.id));
+    for (const id of ids) if (!ok.has(id)) closeKey(id);
+  };
+  const recheckSoon = () => void recheck().catch((error: unknown) => app.log.warn({ err: error }, 'graphql: the subscriptions\' keys could not be checked'));
+  app.onApiKeyForgotten((keyId) => (keyId ? closeKey(keyId) : recheckSoon()));
+  const rechecks = setInterval(recheckSoon, KEY_RECHECK_MS);
+  rechecks.unref();
+  const track = (keyId: string, socket: Closable) => {
+    let set = sockets.get(keyId);
+    if (!set) sockets.set(keyId, (set = new Set()));
+    set.add(socket);
+    socket.once('close', () => {
+      set.delete(socket);
+      if (!set.size && sockets.get(keyId) === set) sockets.delete(keyId);
+    });
+  };
   const contextOf = (principal: { kind: string; workspaceId?: string } | null): GraphqlContext => ({
     deps: opts.deps, workspaceId: principal?.kind === 'key' ? principal.workspaceId! : '',
   });
@@ -66,7 +105,10 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; in
     jit: 1,
     subscription: {
       // The upgrade request went through the same auth hook as every /graphql request.
-      context: (_socket, request) => contextOf(request.principal),
+      context: (socket, request) => {
+        if (request.principal?.kind === 'key') track(request.principal.keyId, socket as unknown as Closable);
+        return contextOf(request.principal);
+      },
     },
     context: (request): GraphqlContext => contextOf(request.principal),
     errorFormatter: (execution, context) => {
@@ -114,5 +156,8 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; in
   feed.start((topic, payload) => {
     app.graphql.pubsub.publish({ topic, payload }, () => {});
   });
-  app.addHook('onClose', () => feed.stop());
+  app.addHook('onClose', () => {
+    clearInterval(rechecks);
+    return feed.stop();
+  });
 }

@@ -27,6 +27,8 @@ declare module 'fastify' {
     forgetApiKey(keyId: string): void;
     /** Drops every cached key: revocations may have been missed (the listener was reconnecting). */
     forgetApiKeys(): void;
+    /** Calls `listener` when a key is dropped (its id), or every key (null): long-lived connections authorised by a key (GraphQL subscriptions) check it again. */
+    onApiKeyForgotten(listener: (keyId: string | null) => void): void;
   }
   interface FastifyContextConfig {
     access?: Access;
@@ -49,11 +51,19 @@ export const authPlugin = fp(
   async (app: FastifyInstance, opts: { database: Database; rootToken: string; now: () => Date }) => {
     const rootDigest = createHash('sha256').update(opts.rootToken).digest();
     const cache = new Map<string, CachedKey>();
+    const listeners = new Set<(keyId: string | null) => void>();
     const forget = (keyId: string) => {
       for (const [hash, entry] of cache) if (entry.keyId === keyId) cache.delete(hash);
+      for (const l of listeners) l(keyId);
     };
     app.decorate('forgetApiKey', forget);
-    app.decorate('forgetApiKeys', () => cache.clear());
+    app.decorate('forgetApiKeys', () => {
+      cache.clear();
+      for (const l of listeners) l(null);
+    });
+    app.decorate('onApiKeyForgotten', (listener: (keyId: string | null) => void) => {
+      listeners.add(listener);
+    });
 
     async function resolve(token: string): Promise<Principal | null> {
       const digest = createHash('sha256').update(token).digest();
