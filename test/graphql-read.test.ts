@@ -135,6 +135,22 @@ t.test('hostile queries are refused before any resolver runs; isolation; bad inp
     t.equal(count, 0, `${what}: no resolver ran`);
     t.match(result.json().errors[0].message, pattern, what);
   }
+  // A variable's default counts (it used to be taken as 20), and so do the fields that run a
+  // query of their own: a segment's count under each customer of a page, each of up to 200 segments.
+  const { result: defaulted, count: defaultedSql } = await statements(() => gql(token, 'query($a: Int = 100, $b: Int = 100) { customers(first: $a) { edges { node { timeline(first: $b) { edges { node { kind at data id } } } } } } }'));
+  t.equal(defaulted.statusCode, 400, 'wide through variables\' defaults: 400');
+  t.equal(defaultedSql, 0);
+  t.match(defaulted.json().errors[0].message, /costs/);
+  await refused('a count under each of a page of customers', '{ customers(first: 100) { edges { node { segments { name count } } } } }', /costs/);
+  await refused('stats under each of a page of flows', '{ flows(first: 100) { edges { node { stats versions { version } } } } }', /costs/);
+  const cheap = await gql(token, `{ actionTemplates(sourceType: "action", sourceId: "${id}") { kind count customers(first: 5) { edges { node { customerId } } } } }`);
+  t.equal(cheap.statusCode, 200, `an action template's count is a column, not a query: ${cheap.body}`);
+  const since = await gql(token, '{ customer(externalId: "h1") { timeline(since: "garbage") { edges { node { kind } } } } }');
+  t.equal(since.statusCode, 400, `a malformed DateTime is the caller's error: ${since.body}`);
+  t.match(since.json().errors[0].message, /RFC 3339/);
+  const sinceVariable = await gql(token, 'query($s: DateTime) { customer(externalId: "h1") { timeline(since: $s) { edges { node { kind } } } } }', { s: '2026-13-45' });
+  t.equal(sinceVariable.statusCode, 400, 'from a variable too');
+  t.equal((await gql(token, 'query($s: DateTime) { customer(externalId: "h1") { timeline(since: $s) { edges { node { kind } } } } }', { s: '2026-06-01T09:00:00.123456+02:00' })).statusCode, 200, 'a good one passes');
   const batched = await caller(app, token)('POST', '/graphql', [{ query: '{ customer(externalId: "h1") { id } }' }, { query: '{ customer(externalId: "h1") { id } }' }]);
   t.equal(batched.statusCode, 400, 'batched queries are off');
 
@@ -234,6 +250,10 @@ t.test('timelineUpdated over WebSocket: new entries as they are written; the sam
   const wide = await spy.next();
   t.match(wide, { type: 'error' }, 'a wide query is refused on the WebSocket path');
   t.match(JSON.stringify(wide), /costs/);
+  spy.ws.send(JSON.stringify({ id: '8', type: 'subscribe', payload: { query: `subscription($n: Int) { timelineUpdated(customerId: "${id}") { customer { timeline(first: $n) { edges { node { customer { events(first: $n) { id type properties occurredAt receivedAt clientId } } } } } } } }`, variables: { n: 100 } } }));
+  const wideVariables = await spy.next();
+  t.match(wideVariables, { type: 'error' }, 'and so is one whose first comes from variables (taken at their largest)');
+  t.match(JSON.stringify(wideVariables), /costs/);
   // Clients leave before the server closes (a server waits for open sockets).
   await Promise.all([client, spy].map((c) => new Promise((ok) => {
     c.ws.once('close', ok);

@@ -1,7 +1,7 @@
 // GraphQL at /graphql: the same keys as REST (checked by the auth hook before mercurius runs),
 // a depth limit, and errors that carry a code and never a stack or SQL.
 import type { FastifyInstance } from 'fastify';
-import { GraphQLError, GraphQLScalarType, validate, valueFromASTUntyped, type SourceLocation, type ValidationRule } from 'graphql';
+import { GraphQLError, GraphQLScalarType, Kind, validate, valueFromASTUntyped, type SourceLocation, type ValidationRule } from 'graphql';
 import mercurius, { type IResolvers } from 'mercurius';
 import { isDatabaseDown } from '../db/errors.ts';
 import type { Deps } from '../deps.ts';
@@ -13,7 +13,7 @@ import { flowResolvers, flowSchema } from '../modules/flows/flows.graphql.ts';
 import { messageLoaders, messageResolvers, messageSchema } from '../modules/messages/messages.graphql.ts';
 import { segmentResolvers, segmentSchema } from '../modules/segments/segments.graphql.ts';
 import { templateResolvers, templateSchema } from '../modules/templates/templates.graphql.ts';
-import { MAX_DEPTH, validationRules, variableLimits } from './limits.ts';
+import { MAX_DEPTH, subscriptionLimits, validationRules, variableLimits } from './limits.ts';
 import { TimelineFeed } from './subscriptions.ts';
 
 export const MAX_QUERY_DEPTH = MAX_DEPTH;
@@ -21,7 +21,19 @@ export const MAX_QUERY_DEPTH = MAX_DEPTH;
 const CODES: Record<number, string> = { 400: 'BAD_USER_INPUT', 401: 'UNAUTHENTICATED', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 409: 'CONFLICT', 422: 'BAD_USER_INPUT' };
 
 const JSONScalar = new GraphQLScalarType({ name: 'JSON', serialize: (v) => v, parseValue: (v) => v, parseLiteral: (ast, variables) => valueFromASTUntyped(ast, variables) });
-const DateTime = new GraphQLScalarType({ name: 'DateTime', serialize: (v) => (v instanceof Date ? v.toISOString() : v) });
+/** An RFC 3339 date-time, as input too: anything else is the caller's error (it reached the resolvers as an Invalid Date, a 500). */
+const dateTimeOf = (v: unknown): string => {
+  if (typeof v !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(v) || Number.isNaN(Date.parse(v))) {
+    throw new GraphQLError(`DateTime must be an RFC 3339 date-time such as 2026-06-01T09:00:00Z (got ${JSON.stringify(v)?.slice(0, 60)})`);
+  }
+  return v;
+};
+const DateTime = new GraphQLScalarType({
+  name: 'DateTime',
+  serialize: (v) => (v instanceof Date ? v.toISOString() : v),
+  parseValue: dateTimeOf,
+  parseLiteral: (ast) => dateTimeOf(ast.kind === Kind.STRING ? ast.value : undefined),
+});
 
 /** The whole schema (also written to openapi/schema.graphql by `npm run openapi`). */
 export const schema = [customerSchema, messageSchema, flowSchema, actionSchema, segmentSchema, templateSchema].join('\n');
@@ -144,14 +156,16 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; in
       return { statusCode, response: { data: formatted.response.data ?? null, errors } };
     },
   });
-  app.graphql.addHook('preExecution', async (_schema, document, _context, variables) => {
-    const problems = variableLimits(document, variables as Record<string, unknown> | undefined);
+  app.graphql.addHook('preExecution', async (schema, document, _context, variables) => {
+    const problems = variableLimits(document, variables as Record<string, unknown> | undefined, schema);
     if (problems.length) throw Object.assign(new Error('The query is over a limit'), { errors: problems.map((m) => new GraphQLError(m)), statusCode: 400 });
   });
   // The WebSocket path gets the same limits as HTTP, before anything is subscribed.
   app.graphql.addHook('preSubscriptionExecution', async (schema, document) => {
-    const errors = validate(schema, document, validationRules(undefined, opts.introspection));
-    if (errors.length) throw new GraphQLError(errors.map((e) => e.message).join('; '));
+    const errors = validate(schema, document, validationRules(undefined, opts.introspection)).map((e) => e.message);
+    // Its variables are not known here: a `first: $n` counts at its largest.
+    if (!errors.length) errors.push(...subscriptionLimits(document, schema));
+    if (errors.length) throw new GraphQLError(errors.join('; '));
   });
   feed.start((topic, payload) => {
     app.graphql.pubsub.publish({ topic, payload }, () => {});

@@ -6,6 +6,9 @@ import type { GraphqlContext } from '../customers/customers.graphql.ts';
 import { connectionOf, connectionTypes, pageOf, uuidArg } from '../customers/customers.graphql.ts';
 import { getSegment, listSegments } from './segments.service.ts';
 
+/** Segment counts of one request (its context), by segment id. */
+const countsOf = new WeakMap<GraphqlContext, Map<string, Promise<number>>>();
+
 export const segmentSchema = /* GraphQL */ `
   type Segment {
     id: ID!
@@ -32,6 +35,13 @@ export const segmentResolvers: IResolvers = {
       connectionOf(await listSegments(ctx.deps, ctx.workspaceId, { ...pageOf(args) })),
   },
   Segment: {
-    count: (obj: { filter: Filter }, _args: unknown, ctx: GraphqlContext) => countAudience(ctx.deps.database.sql, { workspaceId: ctx.workspaceId, filter: obj.filter, now: ctx.deps.clock.now() }),
+    // Once per segment per request: a segment listed under each of a page of customers is counted once, not once per customer.
+    count: (obj: { id: string; filter: Filter }, _args: unknown, ctx: GraphqlContext) => {
+      let counts = countsOf.get(ctx);
+      if (!counts) countsOf.set(ctx, (counts = new Map()));
+      let count = counts.get(obj.id);
+      if (!count) counts.set(obj.id, (count = countAudience(ctx.deps.database.sql, { workspaceId: ctx.workspaceId, filter: obj.filter, now: ctx.deps.clock.now() })));
+      return count;
+    },
   },
 };
