@@ -496,6 +496,22 @@ t.test('workspace rules: quiet hours in the customer time zone (skip or defer, D
   t.equal((await s.call('PATCH', `/v1/workspaces/${s.workspaceId}`, { name: 'Renamed' })).json().name, 'Renamed', 'a write key may change its own workspace');
 });
 
+t.test('frequency caps hold across concurrent claims: three batches at once for one customer send once under a cap of one a day', async (t) => {
+  const s = await setup();
+  const root = caller(app, (await import('./helpers/app.ts')).ROOT_TOKEN);
+  t.equal((await root('PATCH', `/v1/workspaces/${s.workspaceId}`, { settings: { frequencyCaps: { email: { perDay: 1 } } } })).statusCode, 200);
+  const customer = (await s.call('POST', '/v1/customers', { externalId: 'capped', email: 'capped@x.io' })).json().id;
+  const calls = useProvider(t, scripted([{ kind: 'sent', providerMessageId: 'x' }]));
+  const ids = await enqueue([message(s, customer, newId()), message(s, customer, newId()), message(s, customer, newId())]);
+  // Three claims of one message each, each with its own counts, as three loops or three workers have.
+  await Promise.all([sendDueMessages(deps, 1), sendDueMessages(deps, 1), sendDueMessages(deps, 1)]);
+  t.equal(calls.requests.length, 1, 'one provider call: the others were not started');
+  for (let i = 0; i < 5 && (await Promise.all(ids.map(statusOf))).some((x) => x.status === 'queued'); i++) await sendDueMessages(deps);
+  const statuses = await Promise.all(ids.map(statusOf));
+  t.same(statuses.map((x) => `${x.status}:${x.reason ?? ''}`).sort(), ['not_sent:frequency_capped', 'not_sent:frequency_capped', 'sent:'], 'the others are capped once their claims see the send');
+  t.equal(calls.requests.length, 1);
+});
+
 t.test('a queue row whose message is no longer queued, or gone, is dropped by the claim, not sent', async (t) => {
   const s = await setup();
   const customer = (await s.call('POST', '/v1/customers', { externalId: 'stale', email: 'stale@x.io' })).json().id;

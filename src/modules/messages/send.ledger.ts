@@ -4,7 +4,10 @@
 // soon as it is known: a worker that dies leaves 'sending' only the calls it had in flight. Every
 // write matches the claim's lease (its fence), so a claim that ran out and was taken by another
 // worker is never acted on twice.
-import type { Sql } from 'postgres';
+import type { Sql, TransactionSql } from 'postgres';
+import { CAP_LOOKBACK_MS } from './send.context.ts';
+
+const DAY_MS = 24 * 3600_000;
 import { plainArray } from '../../db/arrays.ts';
 import { isDatabaseDown, retryWhileDown } from '../../db/errors.ts';
 import type { Clock } from '../../deps.ts';
@@ -54,6 +57,18 @@ export interface SendResult {
   started: boolean;
 }
 
+/** A workspace's frequency cap of a channel (workspace settings). */
+export interface FrequencyCap {
+  perDay?: number | undefined;
+  perWeek?: number | undefined;
+}
+
+/** A start, with the cap of its channel when the workspace has one. */
+interface Start {
+  message: ClaimedMessage;
+  cap: FrequencyCap | undefined;
+}
+
 interface Waiter<T, R> {
   item: T;
   resolve: (value: R) => void;
@@ -72,11 +87,11 @@ interface Waiter<T, R> {
  * good, nothing more is started.
  */
 export function ledger(sql: Sql, clock: Clock) {
-  let starts: Waiter<ClaimedMessage, boolean>[] = [];
+  let starts: Waiter<Start, boolean>[] = [];
   let outcomes: Waiter<SendResult, void>[] = [];
   let busy = false;
   let broken = false;
-  const write = async (o: Waiter<SendResult, void>[], s: Waiter<ClaimedMessage, boolean>[]) => {
+  const write = async (o: Waiter<SendResult, void>[], s: Waiter<Start, boolean>[]) => {
     const results = o.map((w) => w.item);
     let started = new Set<string>();
     try {
@@ -99,7 +114,7 @@ export function ledger(sql: Sql, clock: Clock) {
         return;
       }
     }
-    for (const w of s) w.resolve(started.has(w.item.id));
+    for (const w of s) w.resolve(started.has(w.item.message.id));
   };
   const flush = async () => {
     while (starts.length || outcomes.length) {
@@ -116,7 +131,7 @@ export function ledger(sql: Sql, clock: Clock) {
     setImmediate(() => void flush());
   };
   return {
-    start: (item: ClaimedMessage) => new Promise<boolean>((resolve, reject) => (starts.push({ item, resolve, reject }), wake())),
+    start: (message: ClaimedMessage, cap?: FrequencyCap) => new Promise<boolean>((resolve, reject) => (starts.push({ item: { message, cap }, resolve, reject }), wake())),
     /** Settles once written; a rejection is the caller's to handle (it is not left unhandled here). */
     record: (item: SendResult) => {
       const written = new Promise<void>((resolve, reject) => (outcomes.push({ item, resolve, reject }), wake()));
@@ -137,7 +152,7 @@ export type Ledger = ReturnType<typeof ledger>;
  * The count is padded to a power of two with nulls (which match no message) so that a connection
  * prepares a handful of statements, not one per count.
  */
-function outcomeRows(sql: Sql, rows: Array<[string, string | null]>) {
+function outcomeRows(sql: Sql | TransactionSql, rows: Array<[string, string | null]>) {
   if (rows.length === 0) return sql`(select null::text as j, null::text as c where false) as v`;
   let size = 8;
   while (size < rows.length) size *= 2;
@@ -151,7 +166,34 @@ function outcomeRows(sql: Sql, rows: Array<[string, string | null]>) {
  * assignActions, for the rows actually written) and the push subscriptions found gone, then the
  * starts; answers the ids started.
  */
-async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMessage[], now: Date): Promise<Set<string>> {
+async function recordAndStart(sql: Sql, results: SendResult[], starts: Start[], now: Date): Promise<Set<string>> {
+  if (!starts.some((s) => s.cap)) return writeAndStart(sql, results, starts, now);
+  // Starts of capped channels are counted against the messages of every process, under a lock
+  // per customer and channel taken in one order, so that a start elsewhere waits for this one's
+  // 'sending' mark and counts it.
+  const keys = [...new Set(starts.flatMap((s) => (s.cap ? [`cap:${s.message.workspace_id}:${s.message.customer_id}:${s.message.channel}`] : [])))].sort();
+  return sql.begin(async (tx) => {
+    for (const key of keys) await tx`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`;
+    return writeAndStart(tx, results, starts, now);
+  }) as Promise<Set<string>>;
+}
+
+/**
+ * Each start's place among this statement's starts for the same customer and channel (0, 1...):
+ * the statement counts the messages from before it, so a second start there counts the first.
+ */
+function ranks(starts: Start[]): number[] {
+  const seen = new Map<string, number>();
+  return starts.map((s) => {
+    if (!s.cap) return 0;
+    const key = `${s.message.workspace_id}/${s.message.customer_id}/${s.message.channel}`;
+    const rank = seen.get(key) ?? 0;
+    seen.set(key, rank + 1);
+    return rank;
+  });
+}
+
+async function writeAndStart(sql: Sql | TransactionSql, results: SendResult[], starts: Start[], now: Date): Promise<Set<string>> {
   const sentAt = now.toISOString();
   // Row by row: the fields, and the content as sent with the strings already encoded for the provider spliced in.
   const rows = results.map((r): [string, string | null] => [JSON.stringify({
@@ -166,6 +208,9 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
   });
   const gone = results.flatMap((r) => (r.goneSubscription ? [[r.message.workspace_id, r.goneSubscription] as const] : []));
   const sendingUntil = new Date(now.getTime() + SENDING_LEASE_MS);
+  const dayAgo = new Date(now.getTime() - DAY_MS);
+  const weekAgo = new Date(now.getTime() - 7 * DAY_MS);
+  const lookback = new Date(now.getTime() - CAP_LOOKBACK_MS);
   const rowsStarted = await sql<{ id: string }[]>`
     with r as materialized (
       select r.*, v.c::json as rendered from ${outcomeRows(sql, rows)} cross join lateral jsonb_to_record(v.j::jsonb)
@@ -219,11 +264,21 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: ClaimedMe
       where s.workspace_id = u.w and s.id = u.id
     ), marked as (
       -- The starts: still queued under this claim's lease (its fence), marked as being sent until
-      -- SENDING_LEASE_MS from now (then recoverAbandoned calls the outcome unknown).
+      -- SENDING_LEASE_MS from now (then recoverAbandoned calls the outcome unknown). One of a
+      -- capped channel only while the customer's sends of the last day and week, those in flight
+      -- included, are under the cap (under recordAndStart's lock).
       update message_queue q set sending = true, due_at = ${sendingUntil}
-      from unnest(${plainArray(starts.map((m) => m.workspace_id))}::uuid[], ${plainArray(starts.map((m) => m.id))}::uuid[],
-        ${plainArray(starts.map((m) => m.lease.toISOString()))}::timestamptz[]) as u(w, id, lease)
+      from unnest(${plainArray(starts.map((s) => s.message.workspace_id))}::uuid[], ${plainArray(starts.map((s) => s.message.id))}::uuid[],
+        ${plainArray(starts.map((s) => s.message.lease.toISOString()))}::timestamptz[], ${plainArray(starts.map((s) => s.message.customer_id))}::uuid[],
+        ${plainArray(starts.map((s) => s.message.channel))}::text[], ${plainArray(starts.map((s) => s.cap?.perDay ?? 'NULL'))}::int[],
+        ${plainArray(starts.map((s) => s.cap?.perWeek ?? 'NULL'))}::int[], ${plainArray(ranks(starts))}::int[]) as u(w, id, lease, customer, channel, per_day, per_week, rank)
       where q.workspace_id = u.w and q.message_id = u.id and not q.sending and q.due_at = u.lease
+        and (u.per_day is null and u.per_week is null or (
+          select (u.per_day is null or count(*) filter (where s.status = 'sending' or s.sent_at > ${dayAgo}) + u.rank < u.per_day)
+            and (u.per_week is null or count(*) + u.rank < u.per_week)
+          from messages s
+          where s.workspace_id = u.w and s.customer_id = u.customer and s.channel = u.channel and s.id <> u.id
+            and s.created_at > ${lookback} and s.source_type <> 'test' and (s.status = 'sending' or s.sent_at > ${weekAgo})))
       returning q.workspace_id, q.message_id
     )
     update messages m set status = 'sending', attempts = m.attempts + 1, updated_at = ${now}

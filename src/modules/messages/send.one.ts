@@ -11,7 +11,7 @@ import type { TemplateChannel } from '../templates/templates.schemas.ts';
 import { leanContent } from './as-sent.ts';
 import { composePayload, trackingUrls } from './compose.ts';
 import { k, type Context } from './send.context.ts';
-import type { ClaimedMessage, SendResult } from './send.ledger.ts';
+import type { ClaimedMessage, FrequencyCap, SendResult } from './send.ledger.ts';
 
 /**
  * Attempts of a provider call that may be tried again (a 429, a 5xx known not to have been
@@ -61,7 +61,7 @@ function htmlPieces(compiled: CompiledTemplate, parts: Record<string, string[]>)
 }
 
 /** What became of one claimed message, or null when its claim was lost before the call (start() said no). */
-export async function sendOne(deps: Pick<Deps, 'config' | 'providers' | 'clock'>, ctx: Context, m: ClaimedMessage, now: Date, start: (m: ClaimedMessage) => Promise<boolean>): Promise<SendResult | null> {
+export async function sendOne(deps: Pick<Deps, 'config' | 'providers' | 'clock'>, ctx: Context, m: ClaimedMessage, now: Date, start: (m: ClaimedMessage, cap?: FrequencyCap) => Promise<boolean>): Promise<SendResult | null> {
   const base: SendResult = { message: m, status: 'not_sent', reason: null, toAddress: null, rendered: null, providerMessageId: null, nextAttemptAt: null, started: false };
   const notSent = (reason: string): SendResult => ({ ...base, reason });
   const customer = ctx.customers.get(k(m.workspace_id, m.customer_id));
@@ -123,7 +123,9 @@ export async function sendOne(deps: Pick<Deps, 'config' | 'providers' | 'clock'>
   if ('error' in composed) return notSent(composed.error);
   const provider = deps.providers[config.provider];
   if (!provider) return notSent('channel_config_missing');
-  if (!(await start(m))) return null;
+  // A capped channel's start is checked again in the database, against every process's sends
+  // (this batch's counts are its own): over the cap, it is not started and comes back later.
+  if (!(await start(m, cap && (cap.perDay !== undefined || cap.perWeek !== undefined) ? cap : undefined))) return null;
   const attempts = m.attempts + 1;
   let outcome: SendOutcome;
   try {
