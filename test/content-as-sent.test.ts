@@ -86,7 +86,8 @@ t.test("an email from a layout: stored as its values, shown exactly as sent, lin
   const clicks = [...v.api.html.matchAll(/href=["']https?:\/\/[^/]+(\/t\/c\/[^"']+)["']/g)].map((m) => m[1]!);
   const targets = [];
   for (const click of clicks) targets.push((await anonymous('GET', click)).headers.location);
-  t.same(targets, ['https://shop.example/p/a b/ç?ref=mail', 'https://track.example/x?a=1&b=2', 'https://shop.example/static', v.api.links[3], v.api.links[4]]);
+  // As the URL parser writes them (a space and a ç percent-encoded): what a Location header can hold.
+  t.same(targets, ['https://shop.example/p/a%20b/%C3%A7?ref=mail', 'https://track.example/x?a=1&b=2', 'https://shop.example/static', v.api.links[3], v.api.links[4]]);
 });
 
 t.test('an html with Liquid tags has no layout: stored whole, shown as sent', async (t) => {
