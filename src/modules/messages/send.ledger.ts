@@ -5,15 +5,15 @@
 // write matches the claim's lease (its fence), so a claim that ran out and was taken by another
 // worker is never acted on twice.
 import type { Sql, TransactionSql } from 'postgres';
-import { CAP_LOOKBACK_MS } from './send.context.ts';
-
-const DAY_MS = 24 * 3600_000;
 import { plainArray } from '../../db/arrays.ts';
 import { isDatabaseDown, retryWhileDown } from '../../db/errors.ts';
 import type { Clock } from '../../deps.ts';
 import { newId } from '../../ids.ts';
 import { stringifyWith, type EncodedStrings } from '../../providers/json.ts';
 import { messagesOffTheList } from './message-events.ts';
+import { CAP_LOOKBACK_MS } from './send.context.ts';
+
+const DAY_MS = 24 * 3600_000;
 
 /** A message left 'sending' longer ago than this by a worker that vanished has an unknown outcome. */
 export const SENDING_LEASE_MS = 5 * 60_000;
@@ -162,9 +162,8 @@ function outcomeRows(sql: Sql | TransactionSql, rows: Array<[string, string | nu
 }
 
 /**
- * One statement (one commit): the outcomes with their action templates (the insert of
- * assignActions, for the rows actually written) and the push subscriptions found gone, then the
- * starts; answers the ids started.
+ * The outcomes and the starts, in one commit (writeAndStart); with the locks of the capped
+ * channels' customers first when some start is capped. Answers the ids started.
  */
 async function recordAndStart(sql: Sql, results: SendResult[], starts: Start[], now: Date): Promise<Set<string>> {
   if (!starts.some((s) => s.cap)) return writeAndStart(sql, results, starts, now);
@@ -193,6 +192,11 @@ function ranks(starts: Start[]): number[] {
   });
 }
 
+/**
+ * One statement: the outcomes with their action templates (the insert of assignActions, for the
+ * rows actually written) and the push subscriptions found gone, then the starts; answers the ids
+ * started.
+ */
 async function writeAndStart(sql: Sql | TransactionSql, results: SendResult[], starts: Start[], now: Date): Promise<Set<string>> {
   const sentAt = now.toISOString();
   // Row by row: the fields, and the content as sent with the strings already encoded for the provider spliced in.
