@@ -94,19 +94,9 @@ t.test('an action that names no config gets the channel\'s default, kept when th
 t.test('a flow send step that names no config: not ready without a default, launched with it written into the version', async (t) => {
   clock.set('2026-06-01T10:00:00Z');
   const { call } = await workspaceWithKey(app);
-  const template = await emailTemplate(call);
-  const graph = {
-    nodes: [
-      { id: 'start', type: 'event_trigger', eventType: 'signed_up' },
-      { id: 'hello', type: 'steps', steps: [{ type: 'send', channel: 'email', templateId: template }] },
-      { id: 'done', type: 'exit' },
-    ],
-    edges: [{ from: 'start', to: 'hello' }, { from: 'hello', to: 'done' }],
-  };
-  const created = await call('POST', '/v1/flows', { name: 'Welcome', graph });
-  t.equal(created.statusCode, 201, created.body);
-  t.match(created.json().problems, [{ nodeId: 'hello', field: 'steps/0/channelConfigId', detail: /no default email config/ }], 'saved, with the problem named');
-  const id = created.json().id;
+  const created = await welcomeFlow(call);
+  t.match(created.problems, [{ nodeId: 'hello', field: 'steps/0/channelConfigId', detail: /no default email config/ }], 'saved, with the problem named');
+  const id = created.id as string;
   const refused = await call('POST', `/v1/flows/${id}/launch`);
   t.equal(refused.statusCode, 422, refused.body);
   t.match(refused.json().errors, [{ pointer: '/nodes/hello/steps/0/channelConfigId' }]);
@@ -173,7 +163,7 @@ t.test('defaults are per workspace', async (t) => {
   t.same(await defaults(a.call), ['email:a\'s']);
 });
 
-/** A flow of one event trigger and one send step that names no config. */
+/** A flow of one event trigger and one send step that names no config, as created (201). */
 async function welcomeFlow(call: Call) {
   const template = await emailTemplate(call);
   const graph = {
@@ -186,13 +176,13 @@ async function welcomeFlow(call: Call) {
   };
   const created = await call('POST', '/v1/flows', { name: 'Welcome', graph });
   if (created.statusCode !== 201) throw new Error(created.body);
-  return created.json().id as string;
+  return created.json() as { id: string; problems: unknown[] };
 }
 
 t.test('a dry run runs a step that names no config (with the default, or without one), and the launch after it sends through the default', async (t) => {
   clock.set('2026-06-02T10:00:00Z');
   const { call } = await workspaceWithKey(app);
-  const id = await welcomeFlow(call);
+  const { id } = await welcomeFlow(call);
   await call('POST', '/v1/events', { externalId: 'ann', type: 'signed_up', occurredAt: clock.now().toISOString() });
   const before = await call('POST', `/v1/flows/${id}/dry-run`, { since: '2026-06-01T00:00:00Z' });
   t.equal(before.statusCode, 200, `no default yet: the dry run still runs ${before.body}`);
@@ -213,7 +203,7 @@ t.test('a dry run runs a step that names no config (with the default, or without
 
 t.test('a draft saved before its channel had a default: validate brings its draftStatus up to date; a failed launch keeps its problems', async (t) => {
   const { call } = await workspaceWithKey(app);
-  const id = await welcomeFlow(call);
+  const { id } = await welcomeFlow(call);
   t.match((await call('GET', `/v1/flows/${id}`)).json(), { draftStatus: 'draft' });
   const config = (await sandbox(call, 'the default')).json();
   t.match((await call('POST', `/v1/flows/${id}/validate`, {})).json(), { ready: true });
@@ -228,7 +218,7 @@ t.test('a draft saved before its channel had a default: validate brings its draf
 
 t.test('a launch while the default moves waits for the move and takes the new default (no spurious 422)', async (t) => {
   const { workspaceId, call } = await workspaceWithKey(app);
-  const id = await welcomeFlow(call);
+  const { id } = await welcomeFlow(call);
   const old = (await sandbox(call, 'old default')).json();
   const next = (await sandbox(call, 'new default')).json();
   // A move of the default, as PUT isDefault makes it, held open until the launch waits.
