@@ -510,6 +510,16 @@ t.test('frequency caps hold across concurrent claims: three batches at once for 
   const statuses = await Promise.all(ids.map(statusOf));
   t.same(statuses.map((x) => `${x.status}:${x.reason ?? ''}`).sort(), ['not_sent:frequency_capped', 'not_sent:frequency_capped', 'sent:'], 'the others are capped once their claims see the send');
   t.equal(calls.requests.length, 1);
+
+  // An outcome that is unknown most likely reached the customer: it counts too.
+  const other = (await s.call('POST', '/v1/customers', { externalId: 'capped-unknown', email: 'cu@x.io' })).json().id;
+  useProvider(t, scripted([{ kind: 'unknown', reason: 'the connection broke after the request left' }]));
+  const [first] = await enqueue([message(s, other, newId())]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(first!), { status: 'unknown' });
+  const [second] = await enqueue([message(s, other, newId())]);
+  await sendDueMessages(deps);
+  t.match(await statusOf(second!), { status: 'not_sent', reason: 'frequency_capped' }, 'the next one is capped');
 });
 
 t.test('a queue row whose message is no longer queued, or gone, is dropped by the claim, not sent', async (t) => {

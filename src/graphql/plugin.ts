@@ -1,7 +1,7 @@
 // GraphQL at /graphql: the same keys as REST (checked by the auth hook before mercurius runs),
 // a depth limit, and errors that carry a code and never a stack or SQL.
 import type { FastifyInstance } from 'fastify';
-import { GraphQLError, GraphQLScalarType, Kind, validate, valueFromASTUntyped, type SourceLocation, type ValidationRule } from 'graphql';
+import { GraphQLError, GraphQLScalarType, Kind, specifiedRules, validate, valueFromASTUntyped, type SourceLocation, type ValidationRule } from 'graphql';
 import mercurius, { type IResolvers } from 'mercurius';
 import { isDatabaseDown } from '../db/errors.ts';
 import type { Deps } from '../deps.ts';
@@ -98,7 +98,17 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; in
   const subscription: IResolvers = {
     Subscription: {
       timelineUpdated: {
-        subscribe: ((_root: unknown, args: { customerId: string }, ctx: Parameters<TimelineFeed['subscribe']>[0]) => feed.subscribe(ctx, args.customerId)) as never,
+        // Errors here reach the socket without the error formatter: ours keep their message and
+        // code, anything else (a database error) is logged and answered as an internal error.
+        subscribe: (async (_root: unknown, args: { customerId: string }, ctx: Parameters<TimelineFeed['subscribe']>[0]) => {
+          try {
+            return await feed.subscribe(ctx, args.customerId);
+          } catch (error) {
+            if (error instanceof HeraldError) throw new GraphQLError(error.message, { extensions: { code: CODES[error.status] ?? 'BAD_USER_INPUT' } });
+            app.log.error({ err: error }, 'graphql subscription error');
+            throw new GraphQLError('Internal error', { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+          }
+        }) as never,
         resolve: (payload: { timelineUpdated: unknown }) => payload.timelineUpdated,
       },
     },
@@ -162,7 +172,8 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; in
   });
   // The WebSocket path gets the same limits as HTTP, before anything is subscribed.
   app.graphql.addHook('preSubscriptionExecution', async (schema, document) => {
-    const errors = validate(schema, document, validationRules(undefined, opts.introspection)).map((e) => e.message);
+    // The standard rules too: this path is not validated the way HTTP's is.
+    const errors = validate(schema, document, [...specifiedRules, ...validationRules(undefined, opts.introspection)]).map((e) => e.message);
     // Its variables are not known here: a `first: $n` counts at its largest.
     if (!errors.length) errors.push(...subscriptionLimits(document, schema));
     if (errors.length) throw new GraphQLError(errors.join('; '));

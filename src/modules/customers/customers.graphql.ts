@@ -226,7 +226,7 @@ export const customerLoaders: MercuriusLoaders = {
       const rows = await ctx.deps.database.sql<{ id: string; clientId: string | null; customerId: string; type: string; properties: Record<string, unknown>; occurredAt: Date; receivedAt: Date }[]>`
         select e.id, e.client_id as "clientId", e.customer_id as "customerId", e.type, e.properties, e.occurred_at as "occurredAt", e.received_at as "receivedAt"
         from unnest(${ids}::uuid[]) as c(id)
-        cross join lateral (select * from events where workspace_id = ${ctx.workspaceId} and customer_id = c.id order by occurred_at desc limit ${limit}) e`;
+        cross join lateral (select * from events where workspace_id = ${ctx.workspaceId} and customer_id = c.id order by occurred_at desc, id desc limit ${limit}) e`;
       return queries.map((q) => rows.filter((r) => r.customerId === q.obj.id).slice(0, firstOf(q.params.first)));
     },
     async promoCodes(queries: Query[], ctx: GraphqlContext) {

@@ -60,10 +60,12 @@ export async function loadContext(deps: Pick<Deps, 'database' | 'db' | 'config' 
     // bounded by creation (CAP_LOOKBACK_MS): not every message the customer was ever sent.
     sql<{ workspace_id: string; customer_id: string; channel: string; day: number; week: number }[]>`
       select m.workspace_id, m.customer_id, m.channel,
-        count(*) filter (where m.sent_at > ${new Date(now.getTime() - DAY_MS)})::int as day, count(*)::int as week
+        count(*) filter (where coalesce(m.sent_at, m.updated_at) > ${new Date(now.getTime() - DAY_MS)})::int as day, count(*)::int as week
       from messages m join unnest(${ws}::uuid[], ${ids}::uuid[]) u(w, id) on m.workspace_id = u.w and m.customer_id = u.id
       join workspaces w on w.id = m.workspace_id and w.settings->'frequencyCaps' ? m.channel
-      where m.created_at > ${new Date(now.getTime() - CAP_LOOKBACK_MS)} and m.sent_at > ${new Date(now.getTime() - 7 * DAY_MS)} and m.source_type <> 'test'
+      where m.created_at > ${new Date(now.getTime() - CAP_LOOKBACK_MS)} and m.source_type <> 'test'
+        -- Sent, or of unknown outcome (it most likely reached the customer).
+        and (m.sent_at > ${new Date(now.getTime() - 7 * DAY_MS)} or (m.status = 'unknown' and m.updated_at > ${new Date(now.getTime() - 7 * DAY_MS)}))
       group by 1, 2, 3`,
     // Each template version once (compiled once per batch below).
     sql<{ workspace_id: string; template_id: string; version: number; content: Record<string, unknown>; channel: string }[]>`

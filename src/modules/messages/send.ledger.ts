@@ -278,11 +278,13 @@ async function writeAndStart(sql: Sql | TransactionSql, results: SendResult[], s
         ${plainArray(starts.map((s) => s.cap?.perWeek ?? 'NULL'))}::int[], ${plainArray(ranks(starts))}::int[]) as u(w, id, lease, customer, channel, per_day, per_week, rank)
       where q.workspace_id = u.w and q.message_id = u.id and not q.sending and q.due_at = u.lease
         and (u.per_day is null and u.per_week is null or (
-          select (u.per_day is null or count(*) filter (where s.status = 'sending' or s.sent_at > ${dayAgo}) + u.rank < u.per_day)
+          select (u.per_day is null or count(*) filter (where s.status = 'sending' or coalesce(s.sent_at, s.updated_at) > ${dayAgo}) + u.rank < u.per_day)
             and (u.per_week is null or count(*) + u.rank < u.per_week)
           from messages s
           where s.workspace_id = u.w and s.customer_id = u.customer and s.channel = u.channel and s.id <> u.id
-            and s.created_at > ${lookback} and s.source_type <> 'test' and (s.status = 'sending' or s.sent_at > ${weekAgo})))
+            and s.created_at > ${lookback} and s.source_type <> 'test'
+            -- Sent, in flight, or of unknown outcome (it most likely reached the customer).
+            and (s.status = 'sending' or s.sent_at > ${weekAgo} or (s.status = 'unknown' and s.updated_at > ${weekAgo}))))
       returning q.workspace_id, q.message_id
     )
     update messages m set status = 'sending', attempts = m.attempts + 1, updated_at = ${now}
