@@ -55,7 +55,7 @@ export const customerSchema = /* GraphQL */ `
     events(first: Int = 20): [Event!]!
     points: Points!
     promoCodes: [PromoCode!]!
-    "The saved segments the customer belongs to now (evaluated on request)."
+    "The saved segments the customer belongs to now (evaluated on request, over the workspace's first 200 segments by id)."
     segments: [Segment!]!
     "Events, messages, action templates and flow decisions, newest first."
     timeline(first: Int = 20, after: String, kinds: [TimelineKind!], since: DateTime, until: DateTime): TimelineConnection!
