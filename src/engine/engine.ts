@@ -188,6 +188,60 @@ interface ClaimedRow {
   wake_at: Date;
 }
 
+/**
+ * The claimed entries that may run now. An entry of a flow that is paused, deleted or on another
+ * version than the one it was made for (made by a process whose flow index was up to 5 s old, or
+ * by an ingest that committed just after a pause or a launch) is set right instead: paused with
+ * its flow, ended with `flow_deleted`, or moved to the active version (due again at once), or
+ * ended with `node_removed` when its node is not there, as a launch does. One small read a tick.
+ */
+async function settleStrays(tx: TransactionSql, rows: ClaimedRow[], now: Date): Promise<ClaimedRow[]> {
+  const keys = [...new Map(rows.map((r) => [`${r.workspace_id}/${r.flow_id}`, r])).values()];
+  const flows = await tx<{ workspace_id: string; id: string; status: string; active_version: number | null; deleted: boolean }[]>`
+    select f.workspace_id, f.id, f.status, f.active_version, f.deleted_at is not null as deleted from flows f
+    join unnest(${plainArray(keys.map((r) => r.workspace_id))}::uuid[], ${plainArray(keys.map((r) => r.flow_id))}::uuid[]) as u(w, id) on f.workspace_id = u.w and f.id = u.id`;
+  const byKey = new Map(flows.map((f) => [`${f.workspace_id}/${f.id}`, f]));
+  const paused: ClaimedRow[] = [];
+  const ended: { r: ClaimedRow; reason: string }[] = [];
+  const moved: { r: ClaimedRow; version: number }[] = [];
+  const runnable: ClaimedRow[] = [];
+  for (const r of rows) {
+    const f = byKey.get(`${r.workspace_id}/${r.flow_id}`);
+    if (f && !f.deleted && f.status === 'active' && f.active_version === r.version) runnable.push(r);
+    else if (!f || f.deleted || !f.active_version) ended.push({ r, reason: 'flow_deleted' });
+    else if (f.active_version !== r.version) {
+      const graph = await loadGraph(tx, r.workspace_id, r.flow_id, f.active_version);
+      if (graph?.byId.has(r.node_id)) moved.push({ r, version: f.active_version });
+      else ended.push({ r, reason: 'node_removed' });
+    } else if (f.status === 'paused') paused.push(r);
+    else runnable.push(r);
+  }
+  // Each row by its whole key: the primary key's (workspace_id, id), flow_customers' (workspace, flow, customer).
+  if (paused.length) {
+    await tx`
+      update flow_entries e set state = 'paused', updated_at = ${now}
+      from unnest(${plainArray(paused.map((r) => r.workspace_id))}::uuid[], ${plainArray(paused.map((r) => r.id))}::uuid[]) as u(w, id)
+      where e.workspace_id = u.w and e.id = u.id and e.state = 'active'`;
+  }
+  if (moved.length) {
+    await tx`
+      update flow_entries e set version = m.version, updated_at = ${now}
+      from unnest(${plainArray(moved.map((m) => m.r.workspace_id))}::uuid[], ${plainArray(moved.map((m) => m.r.id))}::uuid[], ${plainArray(moved.map((m) => m.version))}::int[]) as m(w, id, version)
+      where e.workspace_id = m.w and e.id = m.id`;
+  }
+  if (ended.length) {
+    await tx`
+      update flow_entries e set state = 'done', exit_reason = x.reason, exited_at = ${now}, updated_at = ${now}, waiting_for = null
+      from unnest(${plainArray(ended.map((x) => x.r.workspace_id))}::uuid[], ${plainArray(ended.map((x) => x.r.id))}::uuid[], ${textArray(ended.map((x) => x.reason))}::text[]) as x(w, id, reason)
+      where e.workspace_id = x.w and e.id = x.id`;
+    await tx`
+      update flow_customers fc set active_entry_id = null
+      from unnest(${plainArray(ended.map((x) => x.r.workspace_id))}::uuid[], ${plainArray(ended.map((x) => x.r.flow_id))}::uuid[], ${plainArray(ended.map((x) => x.r.customer_id))}::uuid[], ${plainArray(ended.map((x) => x.r.id))}::uuid[]) as x(w, f, c, id)
+      where fc.workspace_id = x.w and fc.flow_id = x.f and fc.customer_id = x.c and fc.active_entry_id = x.id`;
+  }
+  return runnable;
+}
+
 /** One tick: claims up to `batch` due entries, advances them, writes everything in one transaction. Returns how many it claimed. */
 export async function tick(deps: Pick<Deps, 'database' | 'boss' | 'clock'>, batch = DEFAULT_BATCH): Promise<number> {
   const now = deps.clock.now();
@@ -196,7 +250,8 @@ export async function tick(deps: Pick<Deps, 'database' | 'boss' | 'clock'>, batc
       select workspace_id, id, flow_id, customer_id, version, node_id, context, entered_at, wake_at, visited from flow_entries
       where state = 'active' and wake_at <= ${now} order by wake_at limit ${batch} for update skip locked`;
     if (!rows.length) return 0;
-    const entries: Entry[] = rows.map((r) => ({
+    const runnable = await settleStrays(tx, rows, now);
+    const entries: Entry[] = runnable.map((r) => ({
       workspaceId: r.workspace_id, id: r.id, flowId: r.flow_id, customerId: r.customer_id, version: r.version, nodeId: r.node_id,
       context: r.context, enteredAt: r.entered_at, state: 'active', wakeAt: r.wake_at, waitingFor: null, exitReason: null, hops: 0, claimedContext: r.context, visited: r.visited,
     }));

@@ -50,6 +50,22 @@ class FlowIndex {
   forget(workspaceId: string): void {
     this.#cache.delete(workspaceId);
   }
+
+  /** Every workspace's (changes may have been missed: the listener was reconnecting). */
+  forgetAll(): void {
+    this.#cache.clear();
+  }
+}
+
+/**
+ * A flow's launch, pause, resume or delete is broadcast on this channel (its workspace id), in
+ * its transaction: every process drops that workspace's index at once, not after up to 5 s (the
+ * tick sets right what an old index let in meanwhile: settleStrays).
+ */
+export const FLOWS_CHANGED_CHANNEL = 'herald_flows_changed';
+
+export async function flowsChanged(tx: TransactionSql, workspaceId: string): Promise<void> {
+  await tx`select pg_notify(${FLOWS_CHANGED_CHANNEL}, ${workspaceId})`;
 }
 
 export const flowIndex = new FlowIndex();

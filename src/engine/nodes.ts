@@ -84,13 +84,21 @@ export const handlers: { [K in FlowNode['type']]: Handler<NodeOf<K>> } = {
     const cap = limit.kind === 'customers' ? limit.max : limit.total;
     const cost = limit.kind === 'budget' ? limit.costPerCustomer : 1;
     const { workspaceId, flowId } = entries[0]!;
-    // The row lock makes the cap exact across processes: the second tick waits for the first.
-    await run.tx`insert into flow_limits (workspace_id, flow_id, node_id, period) values (${workspaceId}, ${flowId}, ${node.id}, ${period}) on conflict do nothing`;
-    const [{ used }] = (await run.tx<{ used: number }[]>`select used from flow_limits where workspace_id = ${workspaceId} and flow_id = ${flowId} and node_id = ${node.id} and period = ${period} for update`) as unknown as [{ used: number }];
+    let used: number;
+    if (run.dry) {
+      // A dry run locks nothing (live ticks would wait on it): what is used so far, plus what this dry run let through.
+      const [row] = await run.tx<{ used: number }[]>`select used from flow_limits where workspace_id = ${workspaceId} and flow_id = ${flowId} and node_id = ${node.id} and period = ${period}`;
+      used = (row?.used ?? 0) + (dryUsed(run).get(`${node.id}/${period}`) ?? 0);
+    } else {
+      // The row lock makes the cap exact across processes: the second tick waits for the first.
+      await run.tx`insert into flow_limits (workspace_id, flow_id, node_id, period) values (${workspaceId}, ${flowId}, ${node.id}, ${period}) on conflict do nothing`;
+      [{ used }] = (await run.tx<{ used: number }[]>`select used from flow_limits where workspace_id = ${workspaceId} and flow_id = ${flowId} and node_id = ${node.id} and period = ${period} for update`) as unknown as [{ used: number }];
+    }
     const room = Math.max(0, Math.floor((cap - used) / cost + 1e-9));
     const order = [...entries].sort((a, b) => a.enteredAt.getTime() - b.enteredAt.getTime());
     const passing = new Set(order.slice(0, room).map((e) => e.id));
-    if (passing.size) await run.tx`update flow_limits set used = used + ${passing.size * cost} where workspace_id = ${workspaceId} and flow_id = ${flowId} and node_id = ${node.id} and period = ${period}`;
+    if (passing.size && run.dry) dryUsed(run).set(`${node.id}/${period}`, (dryUsed(run).get(`${node.id}/${period}`) ?? 0) + passing.size * cost);
+    else if (passing.size) await run.tx`update flow_limits set used = used + ${passing.size * cost} where workspace_id = ${workspaceId} and flow_id = ${flowId} and node_id = ${node.id} and period = ${period}`;
     return entries.map((e) => (passing.has(e.id) ? { go: '', reason: { limit: limit.kind, period } } : { go: 'overflow', reason: { capped: limit.kind, cap, period } }));
   },
 
@@ -267,9 +275,31 @@ async function points(run: Run, node: NodeOf<'steps'>, i: number, step: Extract<
   }
 }
 
+/** What a dry run has let through limits and shown of promo pools so far, by its transaction (it writes none of it). */
+const dryTallies = new WeakMap<object, Map<string, number>>();
+function dryUsed(run: Run): Map<string, number> {
+  let tally = dryTallies.get(run.tx);
+  if (!tally) dryTallies.set(run.tx, (tally = new Map()));
+  return tally;
+}
+
 /** Promo codes: each free code of the pool to one customer; when the pool runs dry the step says so and the flow goes on. */
 async function promoCodes(run: Run, node: NodeOf<'steps'>, i: number, step: Extract<Step, { type: 'promo_code' }>, entries: Entry[], note: (e: Entry, key: string, value: unknown) => void): Promise<void> {
   const { workspaceId } = entries[0]!;
+  if (run.dry) {
+    // A dry run takes no code and locks none (a live tick meanwhile would find the pool empty):
+    // it shows the free codes the customers would get, after those it has shown already.
+    const shown = dryUsed(run).get(`promo/${step.pool}`) ?? 0;
+    const free = await run.tx<{ code: string }[]>`
+      select code from promo_codes where workspace_id = ${workspaceId} and pool = ${step.pool} and customer_id is null order by code offset ${shown} limit ${entries.length}`;
+    dryUsed(run).set(`promo/${step.pool}`, shown + free.length);
+    entries.forEach((e, n) => {
+      const code = free[n]?.code;
+      if (code) e.context = { ...e.context, promo: code };
+      note(e, 'promoCode', code ? { pool: step.pool, code } : { pool: step.pool, skipped: 'pool_empty' });
+    });
+    return;
+  }
   const wanted = entries.map((e, rn) => ({ rn: rn + 1, c: e.customerId, k: `${e.id}/${node.id}/${i}` }));
   const issued = await run.tx<{ customer_id: string; code: string; source_key: string }[]>`
     with free as materialized (

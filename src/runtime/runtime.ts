@@ -8,7 +8,7 @@ import { runMigrations } from '../db/migrate.ts';
 import { systemClock, type Clock, type Deps } from '../deps.ts';
 import { jobs } from '../jobs/index.ts';
 import { triggeredActionsHook } from '../modules/actions/actions.runs.ts';
-import { flowEventsHook } from '../engine/entries.ts';
+import { flowEventsHook, flowIndex, FLOWS_CHANGED_CHANNEL } from '../engine/entries.ts';
 import { createBoss, registerJobs } from '../jobs/queue.ts';
 import { EventHooks } from '../modules/events/events.hooks.ts';
 import { EventWriter } from '../modules/events/events.writer.ts';
@@ -61,12 +61,15 @@ export async function startRuntime(config: Config, options: RuntimeOptions = {})
     // Each time the LISTEN is made again (after its connection dropped), the cache is dropped as a
     // whole: a revocation broadcast meanwhile was not heard, and the 30 s cache would keep it valid.
     const revocations = await database.sql.listen(KEY_REVOKED_CHANNEL, (keyId) => app.forgetApiKey(keyId), () => app.forgetApiKeys());
+    // Likewise a flow's launch, pause, resume or delete in any process: this process's flow index drops that workspace.
+    const flowChanges = await database.sql.listen(FLOWS_CHANGED_CHANNEL, (workspaceId) => flowIndex.forget(workspaceId), () => flowIndex.forgetAll());
     const db = database;
     let closing: Promise<void> | undefined;
     const close = () =>
       (closing ??= (async () => {
         await app.close();
         await revocations.unlisten().catch(() => {});
+        await flowChanges.unlisten().catch(() => {});
         queueReady = false;
         await boss.stop({ graceful: true, timeout: 20_000, close: true }).catch(() => {});
         for (const provider of Object.values(deps.providers)) (provider as { close?: () => void }).close?.();

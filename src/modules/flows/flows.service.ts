@@ -8,7 +8,7 @@ import { decodeCursor, pageOf } from '../../http/pagination.ts';
 import { newId } from '../../ids.ts';
 import { channelDefaultLock } from '../channels/channels.service.ts';
 import { ensureActionTemplates } from '../messages/action-templates.ts';
-import { flowIndex, wake } from '../../engine/entries.ts';
+import { flowIndex, flowsChanged, wake } from '../../engine/entries.ts';
 import { nextScheduleAt } from '../../engine/schedule.ts';
 import type { FlowGraph } from './flows.graph.ts';
 import type { CreateFlowBody, Flow, FlowSettings, FlowVersion, ListFlowsQuery, SaveDraftBody } from './flows.schemas.ts';
@@ -95,12 +95,12 @@ const toVersion = (row: FlowRow, v: VersionRow): FlowVersion => ({
 });
 
 /** Checks a graph (400 on faults of shape) and lists what keeps it from being ready. */
-export async function checkedGraph(sql: Sql, workspaceId: string, graph: unknown, settings?: FlowSettings): Promise<{ graph: FlowGraph; problems: Problem[] }> {
+export async function checkedGraph(sql: Sql, workspaceId: string, graph: unknown, now: Date, settings?: FlowSettings): Promise<{ graph: FlowGraph; problems: Problem[] }> {
   const errors = checkGraph(graph);
   if (settings?.reentry?.mode === 'period' && !settings.reentry.period) errors.push({ pointer: '/settings/reentry/period', detail: 'a period re-entry needs the period' });
   if (settings?.startAt && settings.endAt && Date.parse(settings.endAt) <= Date.parse(settings.startAt)) errors.push({ pointer: '/settings/endAt', detail: 'is before startAt' });
   if (errors.length) throw invalid('The flow is not valid', errors);
-  return { graph: graph as FlowGraph, problems: await graphProblems(sql, workspaceId, graph as FlowGraph) };
+  return { graph: graph as FlowGraph, problems: await graphProblems(sql, workspaceId, graph as FlowGraph, now) };
 }
 
 async function saveVersion(tx: TransactionSql, workspaceId: string, flowId: string, graph: FlowGraph, settings: FlowSettings, problems: Problem[], now: Date): Promise<number> {
@@ -113,7 +113,7 @@ async function saveVersion(tx: TransactionSql, workspaceId: string, flowId: stri
 
 export async function createFlow(deps: D, workspaceId: string, body: CreateFlowBody): Promise<Flow> {
   const { sql } = deps.database;
-  const { graph, problems } = await checkedGraph(sql, workspaceId, body.graph ?? EMPTY, body.settings);
+  const { graph, problems } = await checkedGraph(sql, workspaceId, body.graph ?? EMPTY, deps.clock.now(), body.settings);
   const now = deps.clock.now();
   const id = newId();
   await sql.begin(async (tx) => {
@@ -139,7 +139,7 @@ export async function listFlows(deps: D, workspaceId: string, q: ListFlowsQuery)
 /** Saves a new draft (each save is kept as a version; the latest is the draft). Two saves at once: the later one wins whole. */
 export async function saveDraft(deps: D, workspaceId: string, id: string, body: SaveDraftBody): Promise<FlowVersion> {
   const { sql } = deps.database;
-  const { graph, problems } = await checkedGraph(sql, workspaceId, body.graph, body.settings);
+  const { graph, problems } = await checkedGraph(sql, workspaceId, body.graph, deps.clock.now(), body.settings);
   const now = deps.clock.now();
   return sql.begin(async (tx) => {
     const row = await findFlow(tx, workspaceId, id, true);
@@ -175,7 +175,7 @@ export async function validateFlow(deps: D, workspaceId: string, id: string, gra
     if (!row.draft_version) throw notFound('The draft of this flow');
     target = (await versionRow(sql, workspaceId, id, row.draft_version)).graph;
   }
-  const { problems } = await checkedGraph(sql, workspaceId, target);
+  const { problems } = await checkedGraph(sql, workspaceId, target, deps.clock.now());
   // The stored draft's problems (its draftStatus) follow what changed since its save: a
   // template deleted, a channel's default config created. A derived field brought up to date,
   // not the caller's content, so a read-scoped key's check may write it.
@@ -189,6 +189,11 @@ export async function validateFlow(deps: D, workspaceId: string, id: string, gra
  * Makes the draft the active version. Customers in flight move to the node with the same id in
  * the new version, or exit with node_removed. A second launch while one runs is a 409.
  */
+/** What a customer at a node is held to: its type, and for a wait its mode and awaited event. */
+function nodeKind(n: FlowGraph['nodes'][number]): string {
+  return n.type === 'wait' ? `wait/${n.mode}/${n.mode === 'event' ? (n.eventType ?? '') : ''}` : n.type;
+}
+
 /** A draft found not ready inside the launch's transaction: its problems are kept after the rollback. */
 class NotReady extends Error {
   readonly version: number;
@@ -211,7 +216,7 @@ export async function launchFlow(deps: D, workspaceId: string, id: string): Prom
     const draft = await versionRow(tx, workspaceId, id, row.draft_version);
     // Templates or configs may have gone (or defaults come) since the save: check again. The
     // problems are kept on the draft after this transaction rolls back (below).
-    const problems = await graphProblems(tx, workspaceId, draft.graph);
+    const problems = await graphProblems(tx, workspaceId, draft.graph, now);
     if (problems.length) throw new NotReady(draft.version, problems);
     const graph = await withDefaultConfigs(tx, workspaceId, draft.graph, 'launch');
     if (row.active_version) await tx`update flow_versions set stopped_at = ${now} where workspace_id = ${workspaceId} and flow_id = ${id} and version = ${row.active_version}`;
@@ -222,6 +227,18 @@ export async function launchFlow(deps: D, workspaceId: string, id: string): Prom
     await tx`
       update flow_entries set version = ${draft.version}, updated_at = ${now}
       where workspace_id = ${workspaceId} and flow_id = ${id} and state in ('active', 'paused') and node_id = any(${nodeIds}::text[])`;
+    // Customers at a node whose kind changed (a wait that became a condition, a fixed wait that
+    // became a wait for an event, another awaited event) are not held to what the old node set
+    // (its wake time, the event it awaited): they take the new node at once.
+    if (row.active_version) {
+      const before = new Map((await versionRow(tx, workspaceId, id, row.active_version)).graph.nodes.map((n) => [n.id, nodeKind(n)]));
+      const changed = draft.graph.nodes.filter((n) => before.has(n.id) && before.get(n.id) !== nodeKind(n)).map((n) => n.id);
+      if (changed.length) {
+        await tx`
+          update flow_entries set wake_at = ${now}, waiting_for = null, context = context - 'wait' - 'arrived', updated_at = ${now}
+          where workspace_id = ${workspaceId} and flow_id = ${id} and state in ('active', 'paused') and node_id = any(${changed}::text[])`;
+      }
+    }
     await tx`
       update flow_entries set state = 'done', exit_reason = 'node_removed', exited_at = ${now}, updated_at = ${now}, waiting_for = null
       where workspace_id = ${workspaceId} and flow_id = ${id} and state in ('active', 'paused') and not (node_id = any(${nodeIds}::text[]))`;
@@ -233,6 +250,7 @@ export async function launchFlow(deps: D, workspaceId: string, id: string): Prom
     // Each send step its own set, for its channel (its messages' step_id is `node/index`).
     const steps = draft.graph.nodes.flatMap((n) => (n.type === 'steps' ? n.steps.flatMap((s, i) => (s.type === 'send' ? [{ stepId: `${n.id}/${i}`, channel: s.channel }] : [])) : []));
     await ensureActionTemplates(tx, steps.map((s) => ({ workspaceId, sourceType: 'flow', sourceId: id, stepId: s.stepId, channel: s.channel })));
+    await flowsChanged(tx, workspaceId);
   }).catch(async (error: unknown) => {
     if (!(error instanceof NotReady)) throw error;
     // Kept on the draft (its draftStatus), then answered.
@@ -294,6 +312,7 @@ async function setRunning(deps: D, workspaceId: string, id: string, from: 'activ
     if (!row.active_version || row.status !== from) throw conflict(`Only ${from === 'active' ? 'an active' : 'a paused'} flow can be ${to === 'paused' ? 'paused' : 'resumed'}; this one is ${row.active_version ? row.status : 'not launched'}`);
     await tx`update flows set status = ${to}, updated_at = ${now} where workspace_id = ${workspaceId} and id = ${id}`;
     await tx`update flow_entries set state = ${to}, updated_at = ${now} where workspace_id = ${workspaceId} and flow_id = ${id} and state = ${from}`;
+    await flowsChanged(tx, workspaceId);
   });
   flowIndex.forget(workspaceId);
   if (to === 'active') await wakeEngine(deps);
@@ -320,6 +339,7 @@ export async function deleteFlow(deps: D, workspaceId: string, id: string): Prom
     await tx`
       update flow_entries set state = 'done', exit_reason = 'flow_deleted', exited_at = ${now}, updated_at = ${now}, waiting_for = null
       where workspace_id = ${workspaceId} and flow_id = ${id} and state in ('active', 'paused')`;
+    await flowsChanged(tx, workspaceId);
   });
   flowIndex.forget(workspaceId);
 }

@@ -172,8 +172,14 @@ function checkWait(node: Extract<FlowNode, { type: 'wait' }>, p: string, fail: (
 }
 
 /** What keeps a well-formed graph from being ready: each problem names its node and field. */
-export async function graphProblems(sql: Sql | TransactionSql, workspaceId: string, graph: FlowGraph): Promise<Problem[]> {
+export async function graphProblems(sql: Sql | TransactionSql, workspaceId: string, graph: FlowGraph, now: Date): Promise<Problem[]> {
   const problems: Problem[] = [];
+  // A one-off schedule already past would never enter anyone: launched, the flow would sit idle.
+  for (const node of graph.nodes) {
+    if (node.type === 'schedule_trigger' && 'at' in node.schedule && new Date(node.schedule.at) <= now) {
+      problems.push({ nodeId: node.id, field: 'schedule/at', detail: 'is in the past: the flow would never enter anyone (give a time to come, or a cron)' });
+    }
+  }
   const byId = new Map(graph.nodes.map((n) => [n.id, n]));
   const incoming = new Map<string, number>();
   const out = new Map<string, FlowEdge[]>();
