@@ -31,6 +31,8 @@ import { webhookRoutes } from './modules/webhooks/webhooks.routes.ts';
 import { workspaceRoutes } from './modules/workspaces/workspaces.routes.ts';
 import { opsRoutes } from './ops/ops.routes.ts';
 
+const UUID_ANY_CASE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export interface BuildOptions {
   deps: Deps;
   rootToken: string;
@@ -105,6 +107,10 @@ export async function buildApp({ deps, rootToken, queueReady, logger = true }: B
   // PostgreSQL text and jsonb cannot hold U+0000, and deep nesting overflows stacks: refused up
   // front, naming the field, instead of failing in the database.
   app.addHook('preValidation', async (request) => {
+    // Ids are stored in lower case: an id in the path written in upper case (still a valid
+    // UUID) is the same resource, and every comparison made in SQL and JSON paths sees it so.
+    const params = request.params as Record<string, unknown> | undefined;
+    if (params) for (const [k, v] of Object.entries(params)) if (typeof v === 'string' && UUID_ANY_CASE.test(v)) params[k] = v.toLowerCase();
     const bad = badValue(request.body, '') ?? badValue(request.query, '/query');
     if (bad) throw invalid(bad.detail === 'contains U+0000' ? 'Text may not contain the NUL character (U+0000)' : `JSON may not be nested deeper than ${MAX_JSON_DEPTH} levels`, [bad]);
   });

@@ -1,6 +1,6 @@
 // An action's report (delivery funnel, conversion chart, runs) and its tracking table, one row
 // per message, as JSON pages or a CSV stream that never holds the rows in memory.
-import { Readable } from 'node:stream';
+import { Readable, pipeline } from 'node:stream';
 import { stringify } from 'csv-stringify';
 import type { Sql } from 'postgres';
 import { checkColumns, pickColumns, PREVIEW_COLUMNS } from '../../audience/audience.service.ts';
@@ -168,5 +168,7 @@ export async function trackingCsv(deps: D, workspaceId: string, id: string, q: T
       }
     }
   }
-  return Readable.from(rows()).pipe(stringify({ header: true, columns }));
+  const out = stringify({ header: true, columns, escape_formulas: true });
+  pipeline(Readable.from(rows()), out, () => {});
+  return out;
 }

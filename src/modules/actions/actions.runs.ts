@@ -9,6 +9,7 @@ import type { Sql, TransactionSql } from 'postgres';
 import { compileAudience, loadSegments, matchingIdsSql } from '../../audience/audience.service.ts';
 import type { Filter } from '../../audience/filter.ts';
 import type { Deps } from '../../deps.ts';
+import { isDatabaseDown } from '../../db/errors.ts';
 import { newId } from '../../ids.ts';
 import { fromPostgres } from '../../jobs/postgres-adapter.ts';
 import type { JobDefinition } from '../../jobs/queue.ts';
@@ -132,6 +133,9 @@ export async function executeRun(deps: D, workspaceId: string, runId: string): P
       if (queued > 0) await deps.boss.send(SEND_QUEUE, {}, { db: fromPostgres(tx) });
     });
   } catch (error) {
+    // A passing failure (the database down or restarting, a deadlock, a serialization failure, a
+    // statement timeout) leaves the run pending for the job's retry.
+    if (isDatabaseDown(error) || TRANSIENT_CODES.has((error as { code?: string }).code ?? '')) throw error;
     // A run that cannot work (a segment deleted under an inactive action, say) fails once, visibly, instead of retrying forever.
     const detail = error instanceof Error ? error.message : String(error);
     const failed = await deps.database.sql`
@@ -140,6 +144,9 @@ export async function executeRun(deps: D, workspaceId: string, runId: string): P
     if (!failed.length) throw error;
   }
 }
+
+/** SQLSTATEs of failures that pass: serialization failure, deadlock, statement timeout, lock timeout. */
+const TRANSIENT_CODES = new Set(['40001', '40P01', '57014', '55P03']);
 
 /** Runs every pending run (for tests and operators; workers normally take them from the queue). */
 export async function executePendingRuns(deps: D): Promise<number> {
@@ -204,8 +211,12 @@ export function triggeredActionsHook(deps: Pick<Deps, 'boss'>): EventHook {
 async function runTriggered(deps: Deps, job: Job<{ workspaceId: string; actionId: string }>): Promise<void> {
   const { workspaceId, actionId } = job.data;
   const runId = await deps.database.sql.begin(async (tx) => {
-    const [active] = await tx`select 1 from actions where workspace_id = ${workspaceId} and id = ${actionId} and kind = 'triggered' and status = 'active' and deleted_at is null`;
-    return active ? startRun(tx, deps.boss, { workspaceId, actionId, trigger: 'event', runKey: `event:${job.id}`, scheduledFor: deps.clock.now() }) : null;
+    // Within its window only: an event before startAt or after endAt runs nothing (the scheduled path keeps the same bounds).
+    const now = deps.clock.now();
+    const [active] = await tx`
+      select 1 from actions where workspace_id = ${workspaceId} and id = ${actionId} and kind = 'triggered' and status = 'active' and deleted_at is null
+        and (start_at is null or start_at <= ${now}) and (end_at is null or end_at > ${now})`;
+    return active ? startRun(tx, deps.boss, { workspaceId, actionId, trigger: 'event', runKey: `event:${job.id}`, scheduledFor: now }) : null;
   });
   if (runId) await executeRun(deps, workspaceId, runId);
 }

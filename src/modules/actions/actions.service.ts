@@ -167,7 +167,12 @@ export async function launchAction(deps: D, workspaceId: string, id: string): Pr
   const now = deps.clock.now();
   await sql.begin(async (tx) => {
     const row = await findAction(tx, workspaceId, id, { lock: true });
-    if (row.status === 'active') return;
+    // Active: nothing to do, unless it has nothing ahead (its last run failed, so it never
+    // completed): then it is launched again.
+    if (row.status === 'active') {
+      const [ahead] = await tx`select 1 from action_runs where workspace_id = ${workspaceId} and action_id = ${id} and status in ('pending', 'running') limit 1`;
+      if (row.next_run_at || ahead) return;
+    }
     await loadChannelConfig(deps, workspaceId, row.channel_config_id).catch((error: { status?: number }) => {
       fail422('/channelConfigId', error.status === 404 ? 'the channel config does not exist any more' : 'the channel config cannot be used (its secrets cannot be opened)');
     });

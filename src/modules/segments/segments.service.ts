@@ -1,6 +1,7 @@
 // Saved segments: a name and a filter tree, evaluated on demand by the audience compiler.
 import { and, asc, eq, gt, type SQL } from 'drizzle-orm';
 import { loadSegments, normalizeFilter, previewAudience } from '../../audience/audience.service.ts';
+import type { TransactionSql } from 'postgres';
 import type { Filter } from '../../audience/filter.ts';
 import { segments } from '../../db/schema/index.ts';
 import type { Deps } from '../../deps.ts';
@@ -16,12 +17,27 @@ const toSegment = (r: Row): Segment => ({
   id: r.id, name: r.name, description: r.description, filter: r.filter, createdAt: r.createdAt.toISOString(), updatedAt: r.updatedAt.toISOString(),
 });
 
+/**
+ * Changes of a workspace's segments one at a time: each checks the others (no cycle, nothing
+ * refers to a segment being deleted), and two concurrent edits (A to refer to B, B to A) each
+ * saw the other's old filter and saved a cycle.
+ */
+async function lockSegments(tx: TransactionSql, workspaceId: string): Promise<void> {
+  await tx`select pg_advisory_xact_lock(hashtextextended(${`segments:${workspaceId}`}, 0))`;
+}
+
 export async function createSegment(deps: D, workspaceId: string, body: SaveSegmentBody): Promise<Segment> {
   const filter = normalizeFilter(body.filter);
-  await loadSegments(deps.database.sql, workspaceId, filter);
   const now = deps.clock.now();
-  const [row] = await deps.db.insert(segments).values({ workspaceId, id: newId(), name: body.name, description: body.description ?? null, filter, createdAt: now, updatedAt: now }).returning();
-  return toSegment(row!);
+  return deps.database.sql.begin(async (tx) => {
+    await lockSegments(tx, workspaceId);
+    await loadSegments(tx, workspaceId, filter);
+    const [row] = await tx<Row[]>`
+      insert into segments (workspace_id, id, name, description, filter, created_at, updated_at)
+      values (${workspaceId}, ${newId()}, ${body.name}, ${body.description ?? null}, ${JSON.stringify(filter)}::jsonb, ${now}, ${now})
+      returning workspace_id as "workspaceId", id, name, description, filter, created_at as "createdAt", updated_at as "updatedAt"`;
+    return toSegment(row!);
+  });
 }
 
 async function findSegment(deps: Pick<Deps, 'db'>, workspaceId: string, id: string): Promise<Row> {
@@ -47,6 +63,7 @@ export async function listSegments(deps: Pick<Deps, 'db'>, workspaceId: string, 
 export async function updateSegment(deps: D, workspaceId: string, id: string, body: SaveSegmentBody): Promise<Segment> {
   const filter = normalizeFilter(body.filter);
   return deps.database.sql.begin(async (tx) => {
+    await lockSegments(tx, workspaceId);
     const [locked] = await tx`select 1 from segments where workspace_id = ${workspaceId} and id = ${id} for update`;
     if (!locked) throw notFound('Segment');
     // Refuses a filter that reaches this segment again, directly or through others.
@@ -62,6 +79,7 @@ export async function updateSegment(deps: D, workspaceId: string, id: string, bo
 /** Refuses while a live action or another segment refers to the segment: deleting it would break them. */
 export async function deleteSegment(deps: D, workspaceId: string, id: string): Promise<void> {
   await deps.database.sql.begin(async (tx) => {
+    await lockSegments(tx, workspaceId);
     const [row] = await tx`select 1 from segments where workspace_id = ${workspaceId} and id = ${id} for update`;
     if (!row) throw notFound('Segment');
     const path = '$.** ? (@.type == "segment" && @.segmentId == $id)';
