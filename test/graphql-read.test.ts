@@ -150,6 +150,7 @@ t.test('hostile queries are refused before any resolver runs; isolation; bad inp
   t.match(since.json().errors[0].message, /RFC 3339/);
   const sinceVariable = await gql(token, 'query($s: DateTime) { customer(externalId: "h1") { timeline(since: $s) { edges { node { kind } } } } }', { s: '2026-13-45' });
   t.equal(sinceVariable.statusCode, 400, 'from a variable too');
+  t.equal((await gql(token, 'query($s: DateTime) { customer(externalId: "h1") { timeline(since: $s) { edges { node { kind } } } } }', { s: '2026-02-30T09:00:00Z' })).statusCode, 400, 'a day the month does not have is refused, not rolled over');
   t.equal((await gql(token, 'query($s: DateTime) { customer(externalId: "h1") { timeline(since: $s) { edges { node { kind } } } } }', { s: '2026-06-01T09:00:00.123456+02:00' })).statusCode, 200, 'a good one passes');
   const batched = await caller(app, token)('POST', '/graphql', [{ query: '{ customer(externalId: "h1") { id } }' }, { query: '{ customer(externalId: "h1") { id } }' }]);
   t.equal(batched.statusCode, 400, 'batched queries are off');

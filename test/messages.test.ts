@@ -3,7 +3,8 @@
 import t from 'tap';
 import { enqueueMessages, type NewMessage } from '../src/modules/messages/outbox.ts';
 import { applyMessageEvents } from '../src/modules/messages/message-events.ts';
-import { MAX_ATTEMPTS, recoverAbandoned, RENDER_RETRY_MS, RETRY_MAX_MS, sendDueMessages, sendJob, SENDING_LEASE_MS } from '../src/modules/messages/send.worker.ts';
+import { drainDueMessages, MAX_ATTEMPTS, recoverAbandoned, RENDER_RETRY_MS, RETRY_MAX_MS, sendDueMessages, sendJob, SENDING_LEASE_MS } from '../src/modules/messages/send.worker.ts';
+import { CAP_HOLD_MS } from '../src/modules/messages/send.ledger.ts';
 import { registerJobs } from '../src/jobs/queue.ts';
 import type { Provider, SendOutcome, SendRequest } from '../src/providers/types.ts';
 import { sandboxProvider } from '../src/providers/sandbox.ts';
@@ -506,6 +507,7 @@ t.test('frequency caps hold across concurrent claims: three batches at once for 
   // Three claims of one message each, each with its own counts, as three loops or three workers have.
   await Promise.all([sendDueMessages(deps, 1), sendDueMessages(deps, 1), sendDueMessages(deps, 1)]);
   t.equal(calls.requests.length, 1, 'one provider call: the others were not started');
+  herald.clock.advance(CAP_HOLD_MS); // the refused ones wait that long before they are claimed again
   for (let i = 0; i < 5 && (await Promise.all(ids.map(statusOf))).some((x) => x.status === 'queued'); i++) await sendDueMessages(deps);
   const statuses = await Promise.all(ids.map(statusOf));
   t.same(statuses.map((x) => `${x.status}:${x.reason ?? ''}`).sort(), ['not_sent:frequency_capped', 'not_sent:frequency_capped', 'sent:'], 'the others are capped once their claims see the send');
@@ -520,6 +522,28 @@ t.test('frequency caps hold across concurrent claims: three batches at once for 
   const [second] = await enqueue([message(s, other, newId())]);
   await sendDueMessages(deps);
   t.match(await statusOf(second!), { status: 'not_sent', reason: 'frequency_capped' }, 'the next one is capped');
+});
+
+t.test('a capped message whose cap is full with a send in flight elsewhere waits, and is not claimed over and over', async (t) => {
+  const s = await setup();
+  const root = caller(app, (await import('./helpers/app.ts')).ROOT_TOKEN);
+  t.equal((await root('PATCH', `/v1/workspaces/${s.workspaceId}`, { settings: { frequencyCaps: { email: { perDay: 1 } } } })).statusCode, 200);
+  const customer = (await s.call('POST', '/v1/customers', { externalId: 'in-flight', email: 'if@x.io' })).json().id;
+  const [a, b] = await enqueue([message(s, customer, newId()), message(s, customer, newId())]);
+  // a: marked 'sending' by a worker that then died (as the ledger's start leaves it).
+  await sql`update messages set status = 'sending' where id = ${a!}`;
+  await sql`update message_queue set sending = true, due_at = ${new Date(herald.clock.now().getTime() + SENDING_LEASE_MS)} where message_id = ${a!}`;
+  const claimed = await drainDueMessages(deps, 1, 400);
+  t.equal(claimed, 1, 'claimed once, then held (it was claimed 400 times in one drain)');
+  t.match(await statusOf(b!), { status: 'queued', attempts: 0 }, 'not sent, not started');
+  const [queued] = await sql<{ due_at: Date }[]>`select due_at from message_queue where message_id = ${b!}`;
+  t.equal(queued!.due_at.getTime(), herald.clock.now().getTime() + CAP_HOLD_MS, 'due again after CAP_HOLD_MS');
+  // The send in flight turns out sent: the held one is capped when it comes due.
+  await sql`update messages set status = 'sent', sent_at = ${herald.clock.now()} where id = ${a!}`;
+  await sql`delete from message_queue where message_id = ${a!}`;
+  herald.clock.advance(CAP_HOLD_MS);
+  await sendDueMessages(deps);
+  t.match(await statusOf(b!), { status: 'not_sent', reason: 'frequency_capped' });
 });
 
 t.test('a queue row whose message is no longer queued, or gone, is dropped by the claim, not sent', async (t) => {

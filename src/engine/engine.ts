@@ -8,7 +8,7 @@ import type { TransactionSql } from 'postgres';
 import type { Deps } from '../deps.ts';
 import { plainArray, textArray } from '../db/arrays.ts';
 import { newId } from '../ids.ts';
-import type { FlowGraph, FlowNode } from '../modules/flows/flows.graph.ts';
+import { nodeKind, type FlowGraph, type FlowNode } from '../modules/flows/flows.graph.ts';
 import type { FlowSettings } from '../modules/flows/flows.schemas.ts';
 import { handlers } from './nodes.ts';
 
@@ -77,9 +77,11 @@ export const DEFAULT_BATCH = 5000;
 // the channels' default configs into it.
 const graphs = new Map<string, LoadedGraph>();
 
-export async function loadGraph(tx: TransactionSql, workspaceId: string, flowId: string, version: number): Promise<LoadedGraph | undefined> {
+export async function loadGraph(tx: TransactionSql, workspaceId: string, flowId: string, version: number, dry = false): Promise<LoadedGraph | undefined> {
   const key = `${workspaceId}/${flowId}/${version}`;
-  let g = graphs.get(key);
+  // A dry run reads what its own transaction holds (the draft with the defaults written in, to
+  // be rolled back): never from the cache, never into it.
+  let g = dry ? undefined : graphs.get(key);
   if (!g) {
     const [row] = await tx<{ graph: FlowGraph; settings: FlowSettings; launched: boolean }[]>`
       select graph, settings, launched_at is not null as launched from flow_versions where workspace_id = ${workspaceId} and flow_id = ${flowId} and version = ${version}`;
@@ -89,7 +91,7 @@ export async function loadGraph(tx: TransactionSql, workspaceId: string, flowId:
       byId: new Map(row.graph.nodes.map((n) => [n.id, n])),
       next: new Map(row.graph.edges.map((e) => [`${e.from}\u0000${e.branch ?? ''}`, e.to])),
     };
-    if (!row.launched) return g;
+    if (!row.launched || dry) return g;
     if (graphs.size > 1000) graphs.delete(graphs.keys().next().value!);
     graphs.set(key, g);
   }
@@ -125,7 +127,7 @@ export async function advance(
     const moving: Entry[] = [];
     for (const group of groups.values()) {
       const first = group[0]!;
-      const flow = await loadGraph(tx, first.workspaceId, first.flowId, first.version);
+      const flow = await loadGraph(tx, first.workspaceId, first.flowId, first.version, options.dry);
       const node = flow?.byId.get(first.nodeId);
       if (!flow || !node) {
         for (const e of group) leave(e, 'node_removed', options.now);
@@ -188,12 +190,16 @@ interface ClaimedRow {
   wake_at: Date;
 }
 
+/** How long an active entry of a paused flow (made on an old view of it) waits before it is looked at again. */
+export const STRAY_RECHECK_MS = 30_000;
+
 /**
  * The claimed entries that may run now. An entry of a flow that is paused, deleted or on another
  * version than the one it was made for (made by a process whose flow index was up to 5 s old, or
- * by an ingest that committed just after a pause or a launch) is set right instead: paused with
- * its flow, ended with `flow_deleted`, or moved to the active version (due again at once), or
- * ended with `node_removed` when its node is not there, as a launch does. One small read a tick.
+ * by an ingest that committed just after a pause or a launch) is set right instead: left to wait
+ * while its flow is paused, ended with `flow_deleted`, moved to the active version (due again at
+ * once), or ended with `node_removed` when its node is not there or not the same kind of node.
+ * One small read a tick.
  */
 async function settleStrays(tx: TransactionSql, rows: ClaimedRow[], now: Date): Promise<ClaimedRow[]> {
   const keys = [...new Map(rows.map((r) => [`${r.workspace_id}/${r.flow_id}`, r])).values()];
@@ -210,16 +216,23 @@ async function settleStrays(tx: TransactionSql, rows: ClaimedRow[], now: Date): 
     if (f && !f.deleted && f.status === 'active' && f.active_version === r.version) runnable.push(r);
     else if (!f || f.deleted || !f.active_version) ended.push({ r, reason: 'flow_deleted' });
     else if (f.active_version !== r.version) {
-      const graph = await loadGraph(tx, r.workspace_id, r.flow_id, f.active_version);
-      if (graph?.byId.has(r.node_id)) moved.push({ r, version: f.active_version });
+      // Moved to the node of the same id only when it is the same kind of node (an entry made at
+      // an old trigger must not start at whatever bears its id now, past the new trigger's rules).
+      const [from, to] = await Promise.all([loadGraph(tx, r.workspace_id, r.flow_id, r.version), loadGraph(tx, r.workspace_id, r.flow_id, f.active_version)]);
+      const was = from?.byId.get(r.node_id);
+      const is = to?.byId.get(r.node_id);
+      if (was && is && nodeKind(was) === nodeKind(is)) moved.push({ r, version: f.active_version });
       else ended.push({ r, reason: 'node_removed' });
     } else if (f.status === 'paused') paused.push(r);
     else runnable.push(r);
   }
   // Each row by its whole key: the primary key's (workspace_id, id), flow_customers' (workspace, flow, customer).
+  // Not set 'paused' here: a resume committing while this tick runs would not see it (it resumes
+  // the paused entries it sees) and the entry would stay paused in an active flow. It stays
+  // active and is looked at again after STRAY_RECHECK_MS.
   if (paused.length) {
     await tx`
-      update flow_entries e set state = 'paused', updated_at = ${now}
+      update flow_entries e set wake_at = ${new Date(now.getTime() + STRAY_RECHECK_MS)}, updated_at = ${now}
       from unnest(${plainArray(paused.map((r) => r.workspace_id))}::uuid[], ${plainArray(paused.map((r) => r.id))}::uuid[]) as u(w, id)
       where e.workspace_id = u.w and e.id = u.id and e.state = 'active'`;
   }

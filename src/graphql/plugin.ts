@@ -23,10 +23,13 @@ const CODES: Record<number, string> = { 400: 'BAD_USER_INPUT', 401: 'UNAUTHENTIC
 const JSONScalar = new GraphQLScalarType({ name: 'JSON', serialize: (v) => v, parseValue: (v) => v, parseLiteral: (ast, variables) => valueFromASTUntyped(ast, variables) });
 /** An RFC 3339 date-time, as input too: anything else is the caller's error (it reached the resolvers as an Invalid Date, a 500). */
 const dateTimeOf = (v: unknown): string => {
-  if (typeof v !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(v) || Number.isNaN(Date.parse(v))) {
+  const m = typeof v === 'string' ? /^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.exec(v) : null;
+  // A day the month does not have (2026-02-30) is refused, not rolled over into the next month.
+  const day = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : null;
+  if (!m || !day || day.getUTCMonth() !== Number(m[2]) - 1 || day.getUTCDate() !== Number(m[3]) || Number.isNaN(Date.parse(v as string))) {
     throw new GraphQLError(`DateTime must be an RFC 3339 date-time such as 2026-06-01T09:00:00Z (got ${JSON.stringify(v)?.slice(0, 60)})`);
   }
-  return v;
+  return v as string;
 };
 const DateTime = new GraphQLScalarType({
   name: 'DateTime',
@@ -86,6 +89,7 @@ export async function graphqlPlugin(app: FastifyInstance, opts: { deps: Deps; in
   const track = (keyId: string, socket: Closable) => {
     let set = sockets.get(keyId);
     if (!set) sockets.set(keyId, (set = new Set()));
+    if (set.has(socket)) return; // a second connection_init on the socket
     set.add(socket);
     socket.once('close', () => {
       set.delete(socket);

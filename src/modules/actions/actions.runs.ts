@@ -91,7 +91,7 @@ interface RunAction {
  * who have not had this action (or, for "many times", not in this run), all in one transaction
  * with the run's record and the send workers' wake-up.
  */
-export async function executeRun(deps: D, workspaceId: string, runId: string): Promise<void> {
+export async function executeRun(deps: D, workspaceId: string, runId: string, retriesLeft = false): Promise<void> {
   const started = performance.now();
   const now = deps.clock.now();
   try {
@@ -134,8 +134,9 @@ export async function executeRun(deps: D, workspaceId: string, runId: string): P
     });
   } catch (error) {
     // A passing failure (the database down or restarting, a deadlock, a serialization failure, a
-    // statement timeout) leaves the run pending for the job's retry.
-    if (isDatabaseDown(error) || TRANSIENT_CODES.has((error as { code?: string }).code ?? '')) throw error;
+    // statement timeout) leaves the run pending for the job's retry while it has one; the last
+    // try fails it, visibly (a timeout that comes back every time would leave it pending for good).
+    if (retriesLeft && (isDatabaseDown(error) || TRANSIENT_CODES.has((error as { code?: string }).code ?? ''))) throw error;
     // A run that cannot work (a segment deleted under an inactive action, say) fails once, visibly, instead of retrying forever.
     const detail = error instanceof Error ? error.message : String(error);
     const failed = await deps.database.sql`
@@ -218,8 +219,12 @@ async function runTriggered(deps: Deps, job: Job<{ workspaceId: string; actionId
         and (start_at is null or start_at <= ${now}) and (end_at is null or end_at > ${now})`;
     return active ? startRun(tx, deps.boss, { workspaceId, actionId, trigger: 'event', runKey: `event:${job.id}`, scheduledFor: now }) : null;
   });
-  if (runId) await executeRun(deps, workspaceId, runId);
+  if (runId) await executeRun(deps, workspaceId, runId, retriesLeftOf(job));
 }
+
+/** The jobs' retryLimit (actionRunJob, actionTriggerJob). */
+const JOB_RETRIES = 3;
+const retriesLeftOf = (job: { retryCount?: number }) => (job.retryCount ?? 0) < JOB_RETRIES;
 
 export const actionSchedulerJob: JobDefinition = {
   name: SCHEDULE_QUEUE,
@@ -232,10 +237,10 @@ export const actionSchedulerJob: JobDefinition = {
 
 export const actionRunJob: JobDefinition<{ workspaceId: string; runId: string }> = {
   name: RUN_QUEUE,
-  queue: { retryLimit: 3, retryDelay: 5, expireInSeconds: 1800, heartbeatSeconds: HEARTBEAT_SECONDS, notify: true } as never,
+  queue: { retryLimit: JOB_RETRIES, retryDelay: 5, expireInSeconds: 1800, heartbeatSeconds: HEARTBEAT_SECONDS, notify: true } as never,
   work: { pollingIntervalSeconds: 1, batchSize: 1 },
   handler: async (deps, jobs) => {
-    for (const job of jobs) await executeRun(deps, job.data.workspaceId, job.data.runId);
+    for (const job of jobs) await executeRun(deps, job.data.workspaceId, job.data.runId, retriesLeftOf(job));
   },
 };
 
@@ -243,7 +248,7 @@ export const actionTriggerJob: JobDefinition<{ workspaceId: string; actionId: st
   name: TRIGGER_QUEUE,
   // short: one run waiting per action, however many events arrive (runs are keyed by job, and
   // the outbox's unique key makes concurrent runs of one action harmless).
-  queue: { retryLimit: 3, retryDelay: 5, expireInSeconds: 1800, heartbeatSeconds: HEARTBEAT_SECONDS, policy: 'short', notify: true } as never,
+  queue: { retryLimit: JOB_RETRIES, retryDelay: 5, expireInSeconds: 1800, heartbeatSeconds: HEARTBEAT_SECONDS, policy: 'short', notify: true } as never,
   work: { pollingIntervalSeconds: 1, batchSize: 1 },
   handler: async (deps, jobs) => {
     for (const job of jobs) await runTriggered(deps, job);

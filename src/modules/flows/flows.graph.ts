@@ -91,3 +91,10 @@ export const FlowGraph = Type.Object(
   { $id: 'FlowGraph', additionalProperties: false, description: `At most ${MAX_NODES} nodes` },
 );
 export type FlowGraph = Static<typeof FlowGraph>;
+
+/** What a customer at a node is held to: its type, for a trigger its event, for a wait its mode and awaited event. */
+export function nodeKind(n: FlowGraph['nodes'][number]): string {
+  if (n.type === 'wait') return `wait/${n.mode}/${n.mode === 'event' ? (n.eventType ?? '') : ''}`;
+  if (n.type === 'event_trigger') return `event_trigger/${n.eventType}`;
+  return n.type;
+}

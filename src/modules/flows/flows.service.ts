@@ -10,7 +10,7 @@ import { channelDefaultLock } from '../channels/channels.service.ts';
 import { ensureActionTemplates } from '../messages/action-templates.ts';
 import { flowIndex, flowsChanged, wake } from '../../engine/entries.ts';
 import { nextScheduleAt } from '../../engine/schedule.ts';
-import type { FlowGraph } from './flows.graph.ts';
+import { nodeKind, type FlowGraph } from './flows.graph.ts';
 import type { CreateFlowBody, Flow, FlowSettings, FlowVersion, ListFlowsQuery, SaveDraftBody } from './flows.schemas.ts';
 import { checkGraph, graphProblems, type Problem } from './flows.validate.ts';
 
@@ -189,11 +189,6 @@ export async function validateFlow(deps: D, workspaceId: string, id: string, gra
  * Makes the draft the active version. Customers in flight move to the node with the same id in
  * the new version, or exit with node_removed. A second launch while one runs is a 409.
  */
-/** What a customer at a node is held to: its type, and for a wait its mode and awaited event. */
-function nodeKind(n: FlowGraph['nodes'][number]): string {
-  return n.type === 'wait' ? `wait/${n.mode}/${n.mode === 'event' ? (n.eventType ?? '') : ''}` : n.type;
-}
-
 /** A draft found not ready inside the launch's transaction: its problems are kept after the rollback. */
 class NotReady extends Error {
   readonly version: number;

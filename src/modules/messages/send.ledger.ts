@@ -14,6 +14,8 @@ import { messagesOffTheList } from './message-events.ts';
 import { CAP_LOOKBACK_MS } from './send.context.ts';
 
 const DAY_MS = 24 * 3600_000;
+/** How long a capped message refused at its start (the cap full with sends in flight) waits before it is claimed again. */
+export const CAP_HOLD_MS = 30_000;
 
 /** A message left 'sending' longer ago than this by a worker that vanished has an unknown outcome. */
 export const SENDING_LEASE_MS = 5 * 60_000;
@@ -172,7 +174,8 @@ async function recordAndStart(sql: Sql, results: SendResult[], starts: Start[], 
   // 'sending' mark and counts it.
   const keys = [...new Set(starts.flatMap((s) => (s.cap ? [`cap:${s.message.workspace_id}:${s.message.customer_id}:${s.message.channel}`] : [])))].sort();
   return sql.begin(async (tx) => {
-    for (const key of keys) await tx`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`;
+    // One round trip, in the keys' order (a sorted subquery, scanned in order).
+    await tx`select pg_advisory_xact_lock(hashtextextended(k, 0)) from (select k from unnest(${keys}::text[]) as k order by k) as s`;
     return writeAndStart(tx, results, starts, now);
   }) as Promise<Set<string>>;
 }
@@ -215,6 +218,7 @@ async function writeAndStart(sql: Sql | TransactionSql, results: SendResult[], s
   const dayAgo = new Date(now.getTime() - DAY_MS);
   const weekAgo = new Date(now.getTime() - 7 * DAY_MS);
   const lookback = new Date(now.getTime() - CAP_LOOKBACK_MS);
+  const capped = starts.filter((s) => s.cap);
   const rowsStarted = await sql<{ id: string }[]>`
     with r as materialized (
       select r.*, v.c::json as rendered from ${outcomeRows(sql, rows)} cross join lateral jsonb_to_record(v.j::jsonb)
@@ -286,7 +290,16 @@ async function writeAndStart(sql: Sql | TransactionSql, results: SendResult[], s
             -- Sent, in flight, or of unknown outcome (it most likely reached the customer).
             and (s.status = 'sending' or s.sent_at > ${weekAgo} or (s.status = 'unknown' and s.updated_at > ${weekAgo}))))
       returning q.workspace_id, q.message_id
-    )
+    )${capped.length ? sql`, held as (
+      -- A capped start refused above (the cap is full with sends in flight elsewhere, which this
+      -- batch did not count) waits CAP_HOLD_MS under this claim's fence, then is claimed and
+      -- counted again: it would be due again at once, and claimed over and over meanwhile.
+      update message_queue q set due_at = ${new Date(now.getTime() + CAP_HOLD_MS)}
+      from unnest(${plainArray(capped.map((s) => s.message.workspace_id))}::uuid[], ${plainArray(capped.map((s) => s.message.id))}::uuid[],
+        ${plainArray(capped.map((s) => s.message.lease.toISOString()))}::timestamptz[]) as u(w, id, lease)
+      where q.workspace_id = u.w and q.message_id = u.id and not q.sending and q.due_at = u.lease
+        and not exists (select from marked k where k.workspace_id = u.w and k.message_id = u.id)
+    )` : sql``}
     update messages m set status = 'sending', attempts = m.attempts + 1, updated_at = ${now}
     from marked k
     where m.workspace_id = k.workspace_id and m.id = k.message_id
