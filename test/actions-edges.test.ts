@@ -137,3 +137,24 @@ t.test('a segment id in upper case cannot make a segment refer to itself', async
   const p = await call('POST', `/v1/segments/${a.id}/preview`, {});
   t.equal(p.statusCode, 200, `preview answers ${p.statusCode}`);
 });
+
+t.test('a segment a flow uses (its running version or its draft) cannot be deleted', async (t) => {
+  const { call } = await workspaceWithKey(app);
+  const seg = (await call('POST', '/v1/segments', { name: 'gold', filter: gold })).json();
+  const graph = {
+    nodes: [
+      { id: 'start', type: 'event_trigger', eventType: 'visit' },
+      { id: 'vip', type: 'condition', filter: { type: 'segment', segmentId: seg.id } },
+      { id: 'end', type: 'exit' },
+    ],
+    edges: [{ from: 'start', to: 'vip' }, { from: 'vip', to: 'end', branch: 'yes' }, { from: 'vip', to: 'end', branch: 'no' }],
+  };
+  const flow = (await call('POST', '/v1/flows', { name: 'VIP check', graph })).json();
+  const asDraft = await call('DELETE', `/v1/segments/${seg.id}`);
+  t.equal(asDraft.statusCode, 409, 'used by a draft');
+  t.match(asDraft.json().detail, /flow "VIP check"/);
+  t.equal((await call('POST', `/v1/flows/${flow.id}/launch`)).statusCode, 200);
+  t.equal((await call('DELETE', `/v1/segments/${seg.id}`)).statusCode, 409, 'used by the running version');
+  t.equal((await call('DELETE', `/v1/flows/${flow.id}`)).statusCode, 204);
+  t.equal((await call('DELETE', `/v1/segments/${seg.id}`)).statusCode, 204, 'free once the flow is gone');
+});

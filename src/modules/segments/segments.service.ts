@@ -76,7 +76,7 @@ export async function updateSegment(deps: D, workspaceId: string, id: string, bo
   });
 }
 
-/** Refuses while a live action or another segment refers to the segment: deleting it would break them. */
+/** Refuses while a live action, a flow (its running version or its draft) or another segment refers to the segment: deleting it would break them. */
 export async function deleteSegment(deps: D, workspaceId: string, id: string): Promise<void> {
   await deps.database.sql.begin(async (tx) => {
     await lockSegments(tx, workspaceId);
@@ -89,6 +89,11 @@ export async function deleteSegment(deps: D, workspaceId: string, id: string): P
         where workspace_id = ${workspaceId} and deleted_at is null and status in ('active', 'paused') and jsonb_path_exists(audience, ${path}::jsonpath, ${vars}::jsonb)
       union all
       select 'segment', id, name from segments where workspace_id = ${workspaceId} and id <> ${id} and jsonb_path_exists(filter, ${path}::jsonpath, ${vars}::jsonb)
+      union all
+      -- A flow's running version or its draft (a filter anywhere in its graph: a trigger's audience, a condition, a splitter).
+      select 'flow', f.id, f.name from flows f
+      join flow_versions v on v.workspace_id = f.workspace_id and v.flow_id = f.id and v.version in (f.active_version, f.draft_version)
+      where f.workspace_id = ${workspaceId} and f.deleted_at is null and jsonb_path_exists(v.graph, ${path}::jsonpath, ${vars}::jsonb)
       limit 20`;
     if (users.length) throw conflict(`The segment is used by ${users.map((u) => `${u.what} "${u.name}" (${u.id})`).join(', ')}; change or stop them first`);
     await tx`delete from segments where workspace_id = ${workspaceId} and id = ${id}`;
