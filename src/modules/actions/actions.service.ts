@@ -7,7 +7,7 @@ import type { Deps } from '../../deps.ts';
 import { conflict, invalid, notFound, unprocessable, type FieldError } from '../../http/errors.ts';
 import { decodeCursor, pageOf } from '../../http/pagination.ts';
 import { newId } from '../../ids.ts';
-import { loadChannelConfig } from '../channels/channels.service.ts';
+import { defaultConfigIds, loadChannelConfig } from '../channels/channels.service.ts';
 import { ensureActionTemplates } from '../messages/action-templates.ts';
 import type { PreviewSavedBody } from '../segments/segments.schemas.ts';
 import { createTemplate } from '../templates/templates.service.ts';
@@ -79,9 +79,10 @@ async function prepare(deps: D, workspaceId: string, kind: ActionKind, body: Set
     if (t.channel !== body.channel) fail('/templateId', `the template is for ${t.channel}, the action for ${body.channel}`);
   }
   // No config named: the channel's default, kept on the action (a later change of default does not move it).
-  const [config] = body.channelConfigId
-    ? await sql<{ id: string; channel: string }[]>`select id, channel from channel_configs where workspace_id = ${workspaceId} and id = ${body.channelConfigId} and deleted_at is null`
-    : await sql<{ id: string; channel: string }[]>`select id, channel from channel_configs where workspace_id = ${workspaceId} and channel = ${body.channel} and is_default and deleted_at is null`;
+  const configId = body.channelConfigId ?? (await defaultConfigIds(sql, workspaceId, [body.channel])).get(body.channel);
+  const [config] = configId
+    ? await sql<{ id: string; channel: string }[]>`select id, channel from channel_configs where workspace_id = ${workspaceId} and id = ${configId} and deleted_at is null`
+    : [];
   if (!config && body.channelConfigId) return fail422('/channelConfigId', 'the channel config does not exist');
   if (!config) fail('/channelConfigId', `is required: the workspace has no default ${body.channel} config`);
   else if (config.channel !== body.channel) fail('/channelConfigId', `the channel config is for ${config.channel}, the action for ${body.channel}`);

@@ -2,6 +2,7 @@
 // account per channel. Secrets are sealed with HERALD_SECRET and bound to their row; the API
 // only ever says which secrets are set.
 import { randomBytes } from 'node:crypto';
+import type { Sql, TransactionSql } from 'postgres';
 import { and, asc, eq, gt, isNull, ne, sql, type SQL } from 'drizzle-orm';
 import webpush from 'web-push';
 import { channelConfigs } from '../../db/schema/index.ts';
@@ -114,19 +115,28 @@ export async function createChannelConfig(deps: D, workspaceId: string, body: Cr
 
 export type Tx = Parameters<Parameters<D['db']['transaction']>[0]>[0];
 
+/** The channel's live default inside a channel-config transaction (drizzle); elsewhere defaultConfigIds. */
 async function defaultConfigOf(db: D['db'] | Tx, workspaceId: string, channel: string): Promise<string | null> {
   const [row] = await db.select({ id: channelConfigs.id }).from(channelConfigs)
     .where(and(eq(channelConfigs.workspaceId, workspaceId), eq(channelConfigs.channel, channel), eq(channelConfigs.isDefault, true), isNull(channelConfigs.deletedAt)));
   return row?.id ?? null;
 }
 
+/** The live default config of each of the channels (those without one are absent). */
+export async function defaultConfigIds(sql: Sql | TransactionSql, workspaceId: string, channels: string[]): Promise<Map<string, string>> {
+  if (!channels.length) return new Map();
+  const rows = await sql<{ id: string; channel: string }[]>`
+    select id, channel from channel_configs where workspace_id = ${workspaceId} and channel = any(${channels}::text[]) and is_default and deleted_at is null`;
+  return new Map(rows.map((r) => [r.channel, r.id]));
+}
+
 /**
  * The config to use where none is named: the given one, else the channel's default. Throws a 400
  * naming `pointer` when there is none (the caller checks the given one as it always did).
  */
-export async function channelConfigOrDefault(deps: Pick<Deps, 'db'>, workspaceId: string, channel: Channel, given: string | undefined, pointer: string): Promise<string> {
+export async function channelConfigOrDefault(deps: Pick<Deps, 'database'>, workspaceId: string, channel: Channel, given: string | undefined, pointer: string): Promise<string> {
   if (given) return given;
-  const id = await defaultConfigOf(deps.db, workspaceId, channel);
+  const id = (await defaultConfigIds(deps.database.sql, workspaceId, [channel])).get(channel);
   if (!id) throw invalid('No channel config given, and the channel has no default', [{ pointer, detail: `is required: the workspace has no default ${channel} config (POST /v1/channel-configs with isDefault)` }]);
   return id;
 }

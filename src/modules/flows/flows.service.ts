@@ -6,7 +6,7 @@ import type { Deps } from '../../deps.ts';
 import { conflict, invalid, notFound, unprocessable } from '../../http/errors.ts';
 import { decodeCursor, pageOf } from '../../http/pagination.ts';
 import { newId } from '../../ids.ts';
-import { channelDefaultLock } from '../channels/channels.service.ts';
+import { channelDefaultLock, defaultConfigIds } from '../channels/channels.service.ts';
 import { ensureActionTemplates } from '../messages/action-templates.ts';
 import { flowIndex, flowsChanged, wake } from '../../engine/entries.ts';
 import { nextScheduleAt } from '../../engine/schedule.ts';
@@ -271,9 +271,7 @@ export async function withDefaultConfigs(tx: TransactionSql, workspaceId: string
   const channels = new Set(graph.nodes.flatMap((n) => (n.type === 'steps' ? n.steps.flatMap((s) => (s.type === 'send' && !s.channelConfigId ? [s.channel] : [])) : [])));
   if (channels.size === 0) return graph;
   if (mode === 'launch') for (const channel of [...channels].sort()) await tx`select pg_advisory_xact_lock(hashtextextended(${channelDefaultLock(workspaceId, channel)}, 0))`;
-  const rows = await tx<{ id: string; channel: string }[]>`
-    select id, channel from channel_configs where workspace_id = ${workspaceId} and channel = any(${[...channels]}::text[]) and is_default and deleted_at is null`;
-  const defaults = new Map(rows.map((r) => [r.channel, r.id]));
+  const defaults = await defaultConfigIds(tx, workspaceId, [...channels]);
   const problems: { pointer: string; detail: string }[] = [];
   const nodes = graph.nodes.map((n) => n.type !== 'steps' ? n : {
     ...n,

@@ -5,6 +5,7 @@
 // with its problems, each naming the node and field; only a graph without problems is ready.
 import { CronExpressionParser } from 'cron-parser';
 import type { Sql, TransactionSql } from 'postgres';
+import { defaultConfigIds } from '../channels/channels.service.ts';
 import { checkFilter } from '../../audience/validate.ts';
 import type { FieldError } from '../../http/errors.ts';
 import { fieldErrors } from '../../http/problem.ts';
@@ -214,14 +215,15 @@ export async function graphProblems(sql: Sql | TransactionSql, workspaceId: stri
   const sends = graph.nodes.flatMap((n) => (n.type === 'steps' ? n.steps.map((s, i) => ({ node: n.id, i, s })) : [])).filter((x) => x.s.type === 'send');
   if (sends.length) {
     const templates = await sql<{ id: string; channel: string }[]>`select id, channel from templates where workspace_id = ${workspaceId} and deleted_at is null and id = any(${sends.map((x) => (x.s as { templateId: string }).templateId)}::uuid[])`;
-    // With the channels' defaults, for the steps that name no config (launch writes them in).
-    const configs = await sql<{ id: string; channel: string; is_default: boolean }[]>`
-      select id, channel, is_default from channel_configs where workspace_id = ${workspaceId} and deleted_at is null
-        and (is_default or id = any(${sends.flatMap((x) => (x.s.type === 'send' && x.s.channelConfigId ? [x.s.channelConfigId] : []))}::uuid[]))`;
+    const configs = await sql<{ id: string; channel: string }[]>`
+      select id, channel from channel_configs where workspace_id = ${workspaceId} and deleted_at is null
+        and id = any(${sends.flatMap((x) => (x.s.type === 'send' && x.s.channelConfigId ? [x.s.channelConfigId] : []))}::uuid[])`;
+    // The channels' defaults, for the steps that name no config (launch writes them in).
+    const defaults = await defaultConfigIds(sql, workspaceId, [...new Set(sends.flatMap((x) => (x.s.type === 'send' && !x.s.channelConfigId ? [x.s.channel] : [])))]);
     for (const { node, i, s } of sends) {
       if (s.type !== 'send') continue;
       const t = templates.find((r) => r.id === s.templateId);
-      const c = s.channelConfigId ? configs.find((r) => r.id === s.channelConfigId) : configs.find((r) => r.is_default && r.channel === s.channel);
+      const c = s.channelConfigId ? configs.find((r) => r.id === s.channelConfigId) : defaults.has(s.channel) ? { channel: s.channel } : undefined;
       if (!t) problems.push({ nodeId: node, field: `steps/${i}/templateId`, detail: 'the template does not exist' });
       else if (t.channel !== s.channel) problems.push({ nodeId: node, field: `steps/${i}/templateId`, detail: `the template is for ${t.channel}, the step sends ${s.channel}` });
       if (!c) problems.push({ nodeId: node, field: `steps/${i}/channelConfigId`, detail: s.channelConfigId ? 'the channel config does not exist' : `is required: the workspace has no default ${s.channel} config` });
